@@ -1,0 +1,344 @@
+"""HTTP for the Export API: auth, the per-endpoint rate limiter, retries, the cursor pager.
+
+Errors are sorted three ways:
+- retried with backoff: 429 (``Retry-After`` honoured), 5xx, 408, connection failures,
+  timeouts, and a 200 whose body is not JSON or has no ``data`` array;
+- fatal at once: 401/403 (the key), 400/404 and other 4xx (the request itself);
+- fatal after the retry budget (``max_retries``) runs out.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import math
+import random
+import threading
+import time
+from collections.abc import Generator, Iterator, Mapping
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+
+import backoff
+import msgspec
+import requests
+from requests.adapters import HTTPAdapter
+
+from tap_deepconverse.errors import (
+    ApiKeyRejectedError,
+    ApiUnavailableError,
+    PaginationError,
+    RequestRejectedError,
+)
+
+# Spacing margin: remote clocks and queues are not ours, so stay a little under the limit.
+RATE_MARGIN = 1.05
+MAX_RETRY_AFTER_SECONDS = 120.0
+CONNECT_TIMEOUT_SECONDS = 10.0
+BACKOFF_BASE_SECONDS = 0.5
+BACKOFF_CAP_SECONDS = 30.0
+
+RETRIED_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+KEY_STATUSES = frozenset({401, 403})
+
+
+class RetriableError(Exception):
+    """One attempt failed in a way that a later attempt may not."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+RETRIED_EXCEPTIONS: tuple[type[Exception], ...] = (
+    RetriableError,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+    ConnectionResetError,
+)
+
+
+class RateLimiter:
+    """Spaces request starts at least ``RATE_MARGIN / rate`` seconds apart, across threads.
+
+    Every attempt passes here, retries included. ``pause`` holds all callers back after a 429.
+    """
+
+    def __init__(self, rate: float) -> None:
+        self._lock = threading.Lock()
+        self._next_start = 0.0
+        self.rate = rate
+
+    @property
+    def rate(self) -> float:
+        return self._rate
+
+    @rate.setter
+    def rate(self, value: float) -> None:
+        if value <= 0:
+            raise ValueError("rate must be positive")
+        self._rate = value
+        self._interval = RATE_MARGIN / value
+
+    def acquire(self) -> None:
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next_start)
+            self._next_start = start + self._interval
+        if start > now:
+            time.sleep(start - now)
+
+    def pause(self, seconds: float) -> None:
+        with self._lock:
+            self._next_start = max(self._next_start, time.monotonic() + seconds)
+
+
+_limiters: dict[str, RateLimiter] = {}
+_limiters_lock = threading.Lock()
+
+
+def limiter_for(endpoint_url: str, rate: float) -> RateLimiter:
+    """The process-wide limiter of one endpoint: every stream and thread that calls it shares it."""
+    with _limiters_lock:
+        limiter = _limiters.get(endpoint_url)
+        if limiter is None:
+            limiter = _limiters[endpoint_url] = RateLimiter(rate)
+        elif limiter.rate != rate:
+            limiter.rate = rate
+        return limiter
+
+
+class LimitedSession(requests.Session):
+    """A session whose every send first waits for the endpoint's limiter."""
+
+    def __init__(self, limiter: RateLimiter, pool_size: int) -> None:
+        super().__init__()
+        self.limiter = limiter
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size)
+        self.mount("http://", adapter)
+        self.mount("https://", adapter)
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # noqa: ANN401
+        self.limiter.acquire()
+        return super().send(request, **kwargs)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delay-seconds or HTTP-date), capped."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            moment = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = moment.timestamp() - (time.time() if now is None else now)
+    if math.isnan(seconds):
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+
+
+def backoff_delays() -> Generator[float, BaseException | None, None]:
+    """Wait generator for ``backoff``: ``Retry-After`` when the API sent one, else exponential
+    backoff with full jitter."""
+    error = yield 0.0  # primed by backoff
+    attempt = 0
+    while True:
+        hinted = error.retry_after if isinstance(error, RetriableError) else None
+        if hinted is not None:
+            delay = hinted
+        else:
+            ceiling = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt)
+            delay = random.uniform(ceiling / 2, ceiling)
+        attempt += 1
+        error = yield delay
+
+
+@dataclass(frozen=True)
+class Page:
+    records: list[Any]
+    cursor: str | None
+
+
+def parse_page(body: bytes) -> Page:
+    """The records and cursor of a 200 answer; a body that is not one is worth retrying."""
+    try:
+        document = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        message = f"answered 200 with a body that is not JSON ({len(body)} bytes)"
+        raise RetriableError(message) from exc
+    if not isinstance(document, dict) or not isinstance(document.get("data"), list):
+        raise RetriableError("answered 200 without a 'data' array")
+    cursor = document.get("cursor")
+    if cursor is not None and not isinstance(cursor, str):
+        cursor = str(cursor)
+    return Page(document["data"], cursor or None)
+
+
+def api_error_text(response: requests.Response) -> str:
+    """The API's own error message, short; falls back to the status line."""
+    try:
+        document = msgspec.json.decode(response.content)
+    except msgspec.DecodeError:
+        document = None
+    if isinstance(document, dict):
+        parts = [str(document[k]) for k in ("error", "message") if document.get(k)]
+        if parts:
+            return ": ".join(parts)[:500]
+    text = response.text.strip()
+    return text[:300] if text else f"{response.status_code} {response.reason}"
+
+
+@dataclass
+class Counters:
+    """Thread-safe figures of one stream's run."""
+
+    requests: int = 0
+    retries: int = 0
+    pages: int = 0
+    records: int = 0
+    duplicates: int = 0
+    odd_records: int = 0
+    windows: int = 0
+    started: float = field(default_factory=time.monotonic)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **amounts: int) -> None:
+        with self._lock:
+            for name, amount in amounts.items():
+                setattr(self, name, getattr(self, name) + amount)
+
+
+@dataclass(frozen=True)
+class Query:
+    """The fixed parameters of one paged query; only the cursor changes while paging."""
+
+    endpoint: str
+    bot_name: str
+    params: Mapping[str, str | int]
+
+    def describe(self) -> str:
+        start, end = self.params.get("start_time"), self.params.get("end_time")
+        conversation = self.params.get("conversation_id")
+        extra = f", conversation_id={conversation}" if conversation else ""
+        return (
+            f"{self.endpoint} for bot '{self.bot_name}' "
+            f"(start_time={start}, end_time={end}{extra})"
+        )
+
+
+class ExportClient:
+    """Fetches pages of one endpoint with limits, retries and clear errors."""
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        api_key: str,
+        user_agent: str,
+        requests_per_second: float,
+        max_retries: int,
+        timeout: float,
+        pool_size: int,
+        counters: Counters,
+        logger: logging.Logger,
+    ) -> None:
+        self.url = url
+        self.session = LimitedSession(limiter_for(url, requests_per_second), pool_size)
+        self.session.headers.update({"x-api-key": api_key, "User-Agent": user_agent})
+        self.max_tries = max_retries + 1
+        self.timeout = (CONNECT_TIMEOUT_SECONDS, timeout)
+        self.counters = counters
+        self.logger = logger
+
+    def pages(self, query: Query) -> Iterator[Page]:
+        """Every page of a query, following the cursor until it is null. An empty page with a
+        cursor is not the end; a cursor sent twice is an error, not a loop."""
+        seen: set[str] = set()
+        cursor: str | None = None
+        while True:
+            params = dict(query.params)
+            if cursor is not None:
+                params["cursor"] = cursor
+            page = self.fetch(query, params)
+            yield page
+            if page.cursor is None:
+                return
+            if page.cursor in seen:
+                raise PaginationError(
+                    f"The Export API sent the same cursor twice while paging {query.describe()}; "
+                    "stopping instead of looping."
+                )
+            seen.add(page.cursor)
+            cursor = page.cursor
+
+    def fetch(self, query: Query, params: Mapping[str, str | int]) -> Page:
+        """One page, retried within the budget."""
+        attempt = backoff.on_exception(
+            backoff_delays,
+            RETRIED_EXCEPTIONS,
+            max_tries=self.max_tries,
+            jitter=None,
+            on_backoff=lambda details: self._on_retry(query, details),
+            raise_on_giveup=True,
+            logger=None,
+        )(self._attempt)
+        try:
+            return attempt(query, params)
+        except RETRIED_EXCEPTIONS as exc:
+            raise ApiUnavailableError(
+                f"Gave up on {query.describe()} after {self.max_tries} attempts: {_reason(exc)}. "
+                "The state of every finished window has been emitted; rerun to resume."
+            ) from None
+
+    def _attempt(self, query: Query, params: Mapping[str, str | int]) -> Page:
+        self.counters.add(requests=1)
+        response = self.session.get(self.url, params=params, timeout=self.timeout)
+        status = response.status_code
+        if status == HTTPStatus.OK:
+            return parse_page(response.content)
+        if status in RETRIED_STATUSES or status >= HTTPStatus.INTERNAL_SERVER_ERROR:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if status == HTTPStatus.TOO_MANY_REQUESTS:
+                self.session.limiter.pause(retry_after if retry_after is not None else 1.0)
+            raise RetriableError(f"HTTP {status} {api_error_text(response)}", retry_after)
+        if status in KEY_STATUSES:
+            raise ApiKeyRejectedError(
+                f"The Export API refused the API key (HTTP {status}) for {query.describe()}. "
+                "Check the 'api_key' setting: the key is under Account > API in the "
+                "DeepConverse dashboard, visible to site admins only."
+            )
+        raise RequestRejectedError(
+            f"The Export API rejected the request for {query.describe()} "
+            f"(HTTP {status}): {api_error_text(response)}"
+        )
+
+    def _on_retry(self, query: Query, details: Any) -> None:  # noqa: ANN401 - backoff's details dict
+        self.counters.add(retries=1)
+        self.logger.warning(
+            "Retrying %s in %.1fs (attempt %d of %d failed: %s)",
+            query.describe(),
+            details["wait"],
+            details["tries"],
+            self.max_tries,
+            _reason(details.get("exception")),
+        )
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _reason(error: BaseException | None) -> str:
+    if isinstance(error, RetriableError):
+        return str(error)
+    if isinstance(error, requests.exceptions.Timeout):
+        return "the request timed out"
+    if isinstance(error, requests.exceptions.ConnectionError):
+        return "could not connect or the connection was reset"
+    return type(error).__name__ if error else "unknown error"

@@ -1,0 +1,338 @@
+"""The two export streams, and the window-by-window extraction they share.
+
+Each bot is a state partition. A run walks that bot's windows in order; several windows
+are fetched at once (``max_parallel_windows``) but records and the bookmark after each
+window come out in window order, so a STATE message never claims a window whose records
+are not all out.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from functools import cached_property
+from typing import Any, ClassVar
+
+from singer_sdk import Stream
+from singer_sdk import typing as th
+from singer_sdk.helpers.conform import TypeConformanceLevel
+from singer_sdk.helpers.types import Context
+
+from tap_deepconverse.client import Counters, ExportClient, Page, Query
+from tap_deepconverse.prefetch import ordered_prefetch
+from tap_deepconverse.timestamps import (
+    TimestampError,
+    format_timestamp,
+    from_unix_seconds,
+    normalize_timestamp,
+    parse_timestamp,
+    to_unix_seconds,
+)
+from tap_deepconverse.windows import RecentIds, Window, plan_windows, resume_from
+
+# Pages buffered per window in flight: bounds memory while keeping the pipe full.
+PAGES_BUFFERED_PER_WINDOW = 4
+
+EXTRA_FIELD = "_extra"
+EXTRA_PROPERTY = th.Property(
+    EXTRA_FIELD,
+    th.ObjectType(),
+    description=(
+        "Top-level fields the API sent that this tap's schema does not declare yet, kept "
+        "as they came so that no customer data is lost."
+    ),
+)
+BOT_PROPERTY = th.Property(
+    "bot_name", th.StringType, required=True, description="The bot (name or id) exported."
+)
+ANY_JSON = th.AnyType()
+
+
+class ExportStream(Stream):
+    """One Export API endpoint, exported window by window for each configured bot."""
+
+    path: ClassVar[str]
+    time_fields: ClassVar[frozenset[str]]
+    primary_keys: ClassVar[tuple[str, ...]] = ("_id",)
+    is_sorted = False
+    # Records are shaped to the schema here (times converted, unknown fields moved to
+    # `_extra`), so the SDK's per-record conformance walk would only cost time.
+    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
+
+    @cached_property
+    def counters(self) -> Counters:
+        return Counters()
+
+    @cached_property
+    def known_fields(self) -> frozenset[str]:
+        return frozenset(self.schema["properties"]) - {EXTRA_FIELD, "bot_name"}
+
+    @cached_property
+    def client(self) -> ExportClient:
+        config = self.config
+        return ExportClient(
+            url=config["api_url"].rstrip("/") + self.path,
+            api_key=config["api_key"],
+            user_agent=f"tap-deepconverse/{self._tap.plugin_version}",
+            requests_per_second=float(config["requests_per_second"]),
+            max_retries=int(config["max_retries"]),
+            timeout=float(config["request_timeout"]),
+            pool_size=int(config["max_parallel_windows"]),
+            counters=self.counters,
+            logger=self.logger,
+        )
+
+    @property
+    def partitions(self) -> list[dict[str, Any]]:
+        return [{"bot_name": bot} for bot in self.config["bot_names"]]
+
+    def get_replication_key_signpost(self, context: Context | None = None) -> None:  # noqa: ARG002
+        """No signpost: the window plan already bounds what a run claims."""
+        return
+
+    def _increment_stream_state(
+        self,
+        latest_record: dict[str, Any],
+        *,
+        context: Context | None = None,
+    ) -> None:
+        """Progress is the end of the last finished window, not a per-record maximum (records
+        arrive in no particular order), so the SDK's per-record bookkeeping is off."""
+
+    # Planning
+
+    def plan(self, context: Context) -> list[Window]:
+        """The windows this run exports for one bot."""
+        config = self.config
+        start_date = to_unix_seconds(parse_timestamp(config["start_date"]))
+        end_date = config.get("end_date")
+        stop = to_unix_seconds(parse_timestamp(end_date)) if end_date else int(time.time())
+        bookmark_text = self.get_context_state(context).get("replication_key_value")
+        bookmark = to_unix_seconds(parse_timestamp(bookmark_text)) if bookmark_text else None
+        start = resume_from(start_date, bookmark, int(config["lookback_minutes"]) * 60)
+        return plan_windows(start, stop, int(config["window_hours"]) * 3600)
+
+    def queries(self, bot_name: str, window: Window) -> list[Query]:
+        """The paged queries that together return one window."""
+        start_time, end_time = window.request_bounds
+        params: dict[str, str | int] = {
+            "bot_name": bot_name,
+            "start_time": start_time,
+            "end_time": end_time,
+            "per_page": int(self.config["page_size"]),
+        }
+        return [Query(self.name, bot_name, params)]
+
+    # Extraction
+
+    def window_pages(self, bot_name: str, window: Window) -> Iterator[Page]:
+        for query in self.queries(bot_name, window):
+            for page in self.client.pages(query):
+                self.counters.add(pages=1)
+                yield page
+
+    def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        assert context is not None  # always partitioned by bot
+        bot_name = context["bot_name"]
+        windows = self.plan(context)
+        if not windows:
+            self.logger.info("%s for bot '%s': already up to date.", self.name, bot_name)
+            return
+        self.logger.info(
+            "%s for bot '%s': %d window(s) from %s to %s.",
+            self.name,
+            bot_name,
+            len(windows),
+            _iso(windows[0].start),
+            _iso(windows[-1].end),
+        )
+        recent = RecentIds()
+        started = last = time.monotonic()
+        for done, (window, pages) in enumerate(
+            ordered_prefetch(
+                windows,
+                lambda w: self.window_pages(bot_name, w),
+                max_parallel=int(self.config["max_parallel_windows"]),
+                max_buffered=PAGES_BUFFERED_PER_WINDOW,
+            ),
+            start=1,
+        ):
+            recent.next_window()
+            emitted = odd = duplicates = page_count = 0
+            for page in pages:
+                page_count += 1
+                for raw in page.records:
+                    record = self.shape(raw)
+                    if record is None:
+                        odd += 1
+                    elif not recent.add(record["_id"]):
+                        duplicates += 1
+                    else:
+                        emitted += 1
+                        yield record
+            self.counters.add(records=emitted, duplicates=duplicates, odd_records=odd, windows=1)
+            if odd:
+                self.logger.warning(
+                    "%s for bot '%s', window %s: skipped %d record(s) without an '_id' or "
+                    "with an unreadable %s.",
+                    self.name,
+                    bot_name,
+                    _window_text(window),
+                    odd,
+                    " or ".join(sorted(self.time_fields)),
+                )
+            self.finish_window(context, window)
+            now = time.monotonic()
+            left = len(windows) - done
+            eta = (now - started) / done * left
+            self.logger.info(
+                "%s for bot '%s', window %s done: %d records, %d pages, %.1fs; "
+                "%d window(s) left, about %s to go.",
+                self.name,
+                bot_name,
+                _window_text(window),
+                emitted,
+                page_count,
+                now - last,
+                left,
+                _duration(eta),
+            )
+            last = now
+
+    def shape(self, raw: object) -> dict[str, Any] | None:
+        """The record as the API sent it, with times as RFC 3339 UTC and undeclared fields
+        moved to ``_extra``; None for a record that cannot be keyed or placed in time."""
+        if not isinstance(raw, dict):
+            return None
+        record_id = raw.get("_id")
+        if not isinstance(record_id, str) or not record_id:
+            return None
+        if raw.get(self.replication_key) is None:
+            return None
+        record: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        known, times = self.known_fields, self.time_fields
+        for key, value in raw.items():
+            if key in times and value is not None:
+                try:
+                    record[key] = normalize_timestamp(value)
+                except TimestampError:
+                    return None
+            elif key in known:
+                record[key] = value
+            else:
+                extra[key] = value
+        if extra:
+            record[EXTRA_FIELD] = extra
+        return record
+
+    def finish_window(self, context: Context, window: Window) -> None:
+        """Move the bot's bookmark to the window's end and emit it as a STATE message."""
+        state = self.get_context_state(context)
+        state["replication_key"] = self.replication_key
+        state["replication_key_value"] = _iso(window.end)
+        self.state_manager.is_flushed = False
+        self._write_state_message()
+
+    def log_sync_costs(self) -> None:
+        """End-of-run summary of the stream."""
+        figures = self.counters
+        if figures.requests:
+            self.logger.info(
+                "Summary of %s: %d records, %d windows, %d pages, %d requests, %d retries, "
+                "%d duplicates dropped, %d odd records skipped, %.1fs.",
+                self.name,
+                figures.records,
+                figures.windows,
+                figures.pages,
+                figures.requests,
+                figures.retries,
+                figures.duplicates,
+                figures.odd_records,
+                time.monotonic() - figures.started,
+            )
+        super().log_sync_costs()
+
+
+class ConversationsStream(ExportStream):
+    """Chatbot conversations."""
+
+    name = "conversations"
+    path = "/conversations/export/v1/conversations"
+    # A conversation's last action time is its version: a target keeping the latest copy of
+    # an `_id` wants it, and progress is tracked per window whichever field the API filters on.
+    replication_key = "lastActionAt"
+    time_fields = frozenset({"startTime", "lastActionAt"})
+    schema = th.PropertiesList(
+        th.Property("_id", th.StringType, required=True, description="Conversation id (32 hex)."),
+        BOT_PROPERTY,
+        th.Property("startTime", th.DateTimeType, description="When the conversation started."),
+        th.Property(
+            "lastActionAt", th.DateTimeType, required=True, description="Time of the last update."
+        ),
+        th.Property("locale", th.StringType, description="Locale, e.g. en_us."),
+        th.Property(
+            "tags", th.ArrayType(th.StringType), description="e.g. resolved, informed, liveChat."
+        ),
+        th.Property(
+            "metadata",
+            th.ObjectType(),
+            description="System parameters (__sys_*) and the bot's custom parameters, any JSON.",
+        ),
+        EXTRA_PROPERTY,
+    ).to_dict()
+
+
+class MessagesStream(ExportStream):
+    """Messages of the conversations, from the user, the bot or an agent."""
+
+    name = "messages"
+    path = "/conversations/export/v1/messages"
+    replication_key = "time"
+    time_fields = frozenset({"time"})
+    schema = th.PropertiesList(
+        th.Property("_id", th.StringType, required=True, description="Message id."),
+        BOT_PROPERTY,
+        th.Property("time", th.DateTimeType, required=True, description="When it was sent."),
+        th.Property("conversationId", th.StringType, description="The conversation's _id."),
+        th.Property("type", th.StringType, description="e.g. UserInput."),
+        th.Property("outMsg", ANY_JSON, description="The bot's message data, any JSON."),
+        th.Property(
+            "userActionType", th.StringType, description="How the user answered (UserInput only)."
+        ),
+        th.Property(
+            "userInput",
+            ANY_JSON,
+            description="What the user typed, picked as quick reply, or filled in a form.",
+        ),
+        EXTRA_PROPERTY,
+    ).to_dict()
+
+    def queries(self, bot_name: str, window: Window) -> list[Query]:
+        """With ``conversation_ids`` set, one query per conversation in each window."""
+        conversation_ids: list[str] = self.config.get("conversation_ids") or []
+        queries = super().queries(bot_name, window)
+        if not conversation_ids:
+            return queries
+        base = queries[0]
+        return [
+            Query(base.endpoint, bot_name, {**base.params, "conversation_id": conversation_id})
+            for conversation_id in conversation_ids
+        ]
+
+
+def _iso(seconds: int) -> str:
+    return format_timestamp(from_unix_seconds(seconds))
+
+
+def _window_text(window: Window) -> str:
+    return f"[{_iso(window.start)}, {_iso(window.end)})"
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+STREAM_TYPES: tuple[type[ExportStream], ...] = (ConversationsStream, MessagesStream)

@@ -1,0 +1,344 @@
+"""tap-deepconverse: settings, their validation, state checks and stream discovery."""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+import json
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from types import FrameType
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+from singer_sdk import Stream, Tap
+from singer_sdk import typing as th
+from singer_sdk.contrib.msgspec import MsgSpecWriter
+from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
+from singer_sdk.plugin_base import JSONSchemaValidator
+
+from tap_deepconverse.errors import DeepConverseError, StateError
+from tap_deepconverse.streams import STREAM_TYPES
+from tap_deepconverse.timestamps import TimestampError, parse_timestamp
+
+DEFAULT_API_URL = "https://api.converseapps.com"
+SECRET_SETTINGS = frozenset({"api_key"})
+
+CONFIG_SCHEMA = th.PropertiesList(
+    th.Property(
+        "api_key",
+        th.StringType,
+        required=True,
+        secret=True,
+        description=(
+            "Export API key, sent as the x-api-key header. Found in the DeepConverse dashboard "
+            "under Account > API (site admins only)."
+        ),
+    ),
+    th.Property(
+        "bot_names",
+        th.ArrayType(th.StringType),
+        required=True,
+        description=(
+            "Bots to export, by name or id (e.g. r3-218210). Each bot keeps its own bookmark."
+        ),
+    ),
+    th.Property(
+        "start_date",
+        th.DateTimeType,
+        required=True,
+        description="Earliest time to export (RFC 3339, e.g. 2025-01-01T00:00:00Z).",
+    ),
+    th.Property(
+        "end_date",
+        th.DateTimeType,
+        description=(
+            "Exclusive end of the export, for bounded backfills. Default: the time the run starts."
+        ),
+    ),
+    th.Property(
+        "api_url",
+        th.StringType,
+        default=DEFAULT_API_URL,
+        description="Base URL of the Export API (point it at the simulator to try the tap).",
+    ),
+    th.Property(
+        "page_size",
+        th.IntegerType(minimum=1, maximum=1000),
+        default=1000,
+        description="Records per page (per_page), 1 to 1000.",
+    ),
+    th.Property(
+        "window_hours",
+        th.IntegerType(minimum=1),
+        default=24,
+        description=(
+            "Length of one export window in hours. A finished window is the unit of progress: "
+            "state is emitted after each."
+        ),
+    ),
+    th.Property(
+        "lookback_minutes",
+        th.IntegerType(minimum=0),
+        default=60,
+        description=(
+            "How far before the bookmark each incremental run re-reads, to pick up records "
+            "that reached the archive late."
+        ),
+    ),
+    th.Property(
+        "conversation_ids",
+        th.ArrayType(th.StringType),
+        description="If set, export messages only of these conversations (conversation_id).",
+    ),
+    th.Property(
+        "requests_per_second",
+        th.NumberType(exclusive_minimum=0),
+        default=3,
+        description=(
+            "Requests per second per endpoint, retries included (the API allows 3). Divide it "
+            "among jobs that share one API key."
+        ),
+    ),
+    th.Property(
+        "max_retries",
+        th.IntegerType(minimum=0, maximum=20),
+        default=6,
+        description=(
+            "Retries of a failed request (429, 5xx, timeouts, broken answers) before the run "
+            "stops, with exponential backoff and jitter."
+        ),
+    ),
+    th.Property(
+        "request_timeout",
+        th.NumberType(exclusive_minimum=0),
+        default=60,
+        description="Seconds to wait for an answer before retrying the request.",
+    ),
+    th.Property(
+        "max_parallel_windows",
+        th.IntegerType(minimum=1, maximum=32),
+        default=4,
+        description=(
+            "Windows fetched at once per stream, all under the same per-endpoint rate limit. "
+            "Records and state still come out in window order."
+        ),
+    ),
+).to_dict()
+
+
+def config_problems(config: Mapping[str, Any]) -> list[str]:
+    """What is wrong with settings that passed the JSON schema, each naming the setting."""
+    problems: list[str] = []
+    bots = config.get("bot_names") or []
+    if not bots:
+        problems.append("Setting 'bot_names' must list at least one bot.")
+    if any(not isinstance(bot, str) or not bot.strip() for bot in bots):
+        problems.append("Setting 'bot_names' contains an empty bot name.")
+    duplicates = sorted({bot for bot in bots if bots.count(bot) > 1})
+    if duplicates:
+        problems.append(f"Setting 'bot_names' lists a bot twice: {', '.join(duplicates)}.")
+    if any(not isinstance(c, str) or not c.strip() for c in config.get("conversation_ids") or []):
+        problems.append("Setting 'conversation_ids' contains an empty id.")
+
+    moments = {}
+    for name in ("start_date", "end_date"):
+        if config.get(name) is not None:
+            try:
+                moments[name] = parse_timestamp(config[name])
+            except TimestampError:
+                problems.append(
+                    f"Setting '{name}' is not a date-time: {config[name]!r} "
+                    "(use RFC 3339, e.g. 2025-01-01T00:00:00Z)."
+                )
+    if "start_date" in moments and "end_date" in moments and (
+        moments["end_date"] <= moments["start_date"]
+    ):
+        problems.append("Setting 'end_date' must be after 'start_date'.")
+
+    problems.extend(_api_url_problems(str(config.get("api_url", DEFAULT_API_URL))))
+    return problems
+
+
+def _api_url_problems(url: str) -> list[str]:
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        return [f"Setting 'api_url' must be an http(s) URL, got {url!r}."]
+    if parts.query or parts.fragment:
+        return ["Setting 'api_url' must be a base URL without query or fragment."]
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        return [
+            "Setting 'api_url' uses plain http to a host other than this machine; the API key "
+            "would travel in clear. Use https."
+        ]
+    return []
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def state_problems(state: object, streams: Sequence[Stream]) -> list[str]:
+    """Why a state cannot be this tap's, or nothing."""
+    if not isinstance(state, dict):
+        return ["it is not a JSON object"]
+    bookmarks = state.get("bookmarks", {})
+    if not isinstance(bookmarks, dict):
+        return ["its 'bookmarks' is not an object"]
+    by_name = {stream.name: stream for stream in streams}
+    unknown = sorted(set(bookmarks) - set(by_name))
+    if unknown:
+        return [
+            f"it has bookmarks for streams this tap does not have ({', '.join(unknown)}); "
+            "is it another tap's state?"
+        ]
+    problems: list[str] = []
+    for name, stream_state in bookmarks.items():
+        if not isinstance(stream_state, dict):
+            problems.append(f"the bookmark of '{name}' is not an object")
+            continue
+        if "replication_key_value" in stream_state:
+            problems.append(f"'{name}' has a bookmark that is not kept per bot")
+        partitions = stream_state.get("partitions", [])
+        if not isinstance(partitions, list):
+            problems.append(f"'{name}' partitions is not a list")
+            continue
+        for partition in partitions:
+            problems.extend(_partition_problems(name, by_name[name], partition))
+    return problems
+
+
+def _partition_problems(name: str, stream: Stream, partition: object) -> list[str]:
+    context = partition.get("context") if isinstance(partition, dict) else None
+    if not isinstance(context, dict) or set(context) != {"bot_name"}:
+        return [f"'{name}' has a partition that is not keyed by bot_name: {context!r}"]
+    assert isinstance(partition, dict)
+    where = f"'{name}' for bot {context['bot_name']!r}"
+    key = partition.get("replication_key")
+    if key is not None and key != stream.replication_key:
+        return [f"{where} is bookmarked on {key!r}, not {stream.replication_key!r}"]
+    value = partition.get("replication_key_value")
+    if value is not None:
+        try:
+            parse_timestamp(value)
+        except TimestampError:
+            return [f"{where} has a bookmark that is not a time: {value!r}"]
+    return []
+
+
+class TapDeepConverse(Tap):
+    """Singer tap for the DeepConverse (Workato AgentX Support) Export API: chatbot
+    conversations and messages, exported window by window, incremental and resumable."""
+
+    name = "tap-deepconverse"
+    config_jsonschema = CONFIG_SCHEMA
+    message_writer_class = MsgSpecWriter
+    # No BATCH (state is emitted per window between records) and no ACTIVATE_VERSION
+    # (nothing is full-table).
+    capabilities = [  # noqa: RUF012 - the SDK declares it a list
+        TapCapabilities.CATALOG,
+        TapCapabilities.STATE,
+        TapCapabilities.DISCOVER,
+        PluginCapabilities.ABOUT,
+        PluginCapabilities.STREAM_MAPS,
+        PluginCapabilities.FLATTENING,
+        PluginCapabilities.STRUCTURED_LOGGING,
+    ]
+
+    def discover_streams(self) -> list[Stream]:
+        return [stream_type(tap=self) for stream_type in STREAM_TYPES]
+
+    def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
+        """Schema checks plus cross-setting checks; messages name the setting, never a secret."""
+        schema = self.config_jsonschema
+        self.append_builtin_config(schema)
+        validator = JSONSchemaValidator(schema)
+        errors = [_describe(error) for error in validator.iter_errors(self._config)]
+        if not errors:
+            errors = config_problems(self._config)
+        if errors and raise_errors:
+            raise ConfigValidationError("Config validation failed", errors=errors, schema=schema)
+        return errors
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        problems = state_problems(state, list(self.streams.values()))
+        if problems:
+            raise StateError(
+                "The state given to tap-deepconverse cannot be used: "
+                + "; ".join(problems)
+                + ". Fix it or clear it (meltano state clear <state id>) to export from "
+                "start_date again."
+            )
+        super().load_state(state)
+
+    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:  # noqa: ARG002
+        """Stop at once, emit the state of the finished windows, and exit non-zero so an
+        orchestrator does not take a cancelled run for a finished one."""
+        self.logger.warning(
+            "Received %s: stopping before the current window; the state emitted covers every "
+            "finished window.",
+            signal.Signals(signum).name,
+        )
+        try:
+            self.state_writer.write_state(self.state)
+        finally:
+            sys.exit(128 + signum)
+
+    @classmethod
+    def invoke(  # type: ignore[override]
+        cls,
+        *,
+        about: bool = False,
+        about_format: str | None = None,
+        config: Any = None,  # noqa: ANN401 - the SDK's private config-input type
+        state: IO[str] | None = None,
+        catalog: IO[str] | None = None,
+    ) -> None:
+        """Run the tap; errors of ours end the run with their message and exit code 1."""
+        try:
+            super().invoke(
+                about=about,
+                about_format=about_format,
+                config=config,
+                state=_checked_state_file(state),
+                catalog=catalog,
+            )
+        except DeepConverseError as exc:
+            cls.logger.error("%s", exc)  # noqa: TRY400 - the message is the whole story
+            sys.exit(1)
+
+
+def _checked_state_file(state: IO[str] | None) -> IO[str] | None:
+    if state is None:
+        return None
+    text = state.read()
+    try:
+        json.loads(text or "{}")
+    except json.JSONDecodeError as exc:
+        raise StateError(
+            f"The state file is not valid JSON ({exc.msg} at line {exc.lineno}). Fix it or "
+            "clear it to export from start_date again."
+        ) from None
+    return io.StringIO(text or "{}")
+
+
+def _describe(error: Any) -> str:  # noqa: ANN401 - jsonschema ValidationError
+    path = [str(part) for part in error.path]
+    if not path:
+        return f"{error.message}."
+    setting = path[0]
+    where = "Setting '" + "".join([setting, *(f"[{p}]" for p in path[1:])]) + "'"
+    if setting in SECRET_SETTINGS:
+        return f"{where} is not valid ({error.validator} check failed)."
+    return f"{where}: {error.message}."
+
+
+if __name__ == "__main__":
+    TapDeepConverse.cli()
