@@ -45,7 +45,14 @@ EXTRA_PROPERTY = th.Property(
 BOT_PROPERTY = th.Property(
     "bot_name", th.StringType, required=True, description="The bot (name or id) exported."
 )
-ANY_JSON = th.AnyType()
+
+
+def any_json(description: str) -> dict[str, Any]:
+    """Schema of a field that may hold any JSON value. Spelled out rather than ``{}`` so that
+    targets and the SDK's type checks see types; null sits apart to mark it nullable."""
+    non_null = [{"type": t} for t in ("object", "array", "string", "number", "boolean")]
+    return {"anyOf": [{"oneOf": non_null}, {"type": "null"}], "description": description}
+
 
 
 class ExportStream(Stream):
@@ -296,17 +303,19 @@ class MessagesStream(ExportStream):
         th.Property("time", th.DateTimeType, required=True, description="When it was sent."),
         th.Property("conversationId", th.StringType, description="The conversation's _id."),
         th.Property("type", th.StringType, description="e.g. UserInput."),
-        th.Property("outMsg", ANY_JSON, description="The bot's message data, any JSON."),
         th.Property(
             "userActionType", th.StringType, description="How the user answered (UserInput only)."
         ),
-        th.Property(
-            "userInput",
-            ANY_JSON,
-            description="What the user typed, picked as quick reply, or filled in a form.",
-        ),
         EXTRA_PROPERTY,
     ).to_dict()
+    schema["properties"].update(
+        {
+            "outMsg": any_json("The bot's message data, any JSON."),
+            "userInput": any_json(
+                "What the user typed, picked as quick reply, or filled in a form; any JSON."
+            ),
+        }
+    )
 
     def queries(self, bot_name: str, window: Window) -> list[Query]:
         """With ``conversation_ids`` set, one query per conversation in each window."""

@@ -1,0 +1,190 @@
+"""Shared fixtures: a simulator of the Export API on loopback and a way to run the tap.
+
+The tap runs as a real process (``python -m tap_deepconverse``) against the simulator over
+HTTP, exactly as Meltano runs it; its Singer messages are read back from stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tap_deepconverse.simulator import (
+    DEFAULT_API_KEY,
+    Dataset,
+    Simulator,
+    SimulatorOptions,
+    generate_dataset,
+)
+
+DAY = 86_400
+START = 1_735_689_600  # 2025-01-01T00:00:00Z, where generated data begins
+START_DATE = "2025-01-01T00:00:00Z"
+
+
+@dataclass
+class TapRun:
+    """What one tap process wrote."""
+
+    exit_code: int
+    messages: list[dict[str, Any]]
+    stderr: str
+    stdout: str
+    seconds: float
+    records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for message in self.messages:
+            if message["type"] == "RECORD":
+                self.records.setdefault(message["stream"], []).append(message["record"])
+
+    def ids(self, stream: str) -> list[str]:
+        return [record["_id"] for record in self.records.get(stream, [])]
+
+    @property
+    def states(self) -> list[dict[str, Any]]:
+        return [m["value"] for m in self.messages if m["type"] == "STATE"]
+
+    @property
+    def final_state(self) -> dict[str, Any]:
+        return self.states[-1]
+
+
+def bookmark(state: dict[str, Any], stream: str, bot: str) -> str | None:
+    """The bookmark of one bot and stream in a state, or None."""
+    for partition in state.get("bookmarks", {}).get(stream, {}).get("partitions", []):
+        if partition["context"] == {"bot_name": bot}:
+            value = partition.get("replication_key_value")
+            return str(value) if value is not None else None
+    return None
+
+
+def parse_messages(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+class TapRunner:
+    """Writes config and state files and runs the tap in a subprocess."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.count = 0
+
+    def _files(self, config: dict[str, Any], state: dict[str, Any] | str | None) -> list[str]:
+        self.count += 1
+        config_path = self.workdir / f"config-{self.count}.json"
+        config_path.write_text(json.dumps(config))
+        args = ["--config", str(config_path)]
+        if state is not None:
+            state_path = self.workdir / f"state-{self.count}.json"
+            state_path.write_text(state if isinstance(state, str) else json.dumps(state))
+            args += ["--state", str(state_path)]
+        return args
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "tap_deepconverse", *args]
+
+    def env(self, log_level: str = "INFO") -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TAP_DEEPCONVERSE_")}
+        env["TAP_DEEPCONVERSE_LOGLEVEL"] = log_level
+        return env
+
+    def run(
+        self,
+        config: dict[str, Any],
+        state: dict[str, Any] | str | None = None,
+        *,
+        extra_args: tuple[str, ...] = (),
+        timeout: float = 120,
+        log_level: str = "INFO",
+    ) -> TapRun:
+        started = time.monotonic()
+        done = subprocess.run(
+            self.command(*self._files(config, state), *extra_args),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=self.env(log_level),
+            check=False,
+        )
+        return TapRun(
+            exit_code=done.returncode,
+            messages=parse_messages(done.stdout),
+            stderr=done.stderr,
+            stdout=done.stdout,
+            seconds=time.monotonic() - started,
+        )
+
+    def run_and_signal(
+        self, config: dict[str, Any], *, after_records: int, sig: int = signal.SIGTERM
+    ) -> TapRun:
+        """Start the tap, send it a signal once it has written some records, collect the rest."""
+        started = time.monotonic()
+        process = subprocess.Popen(
+            self.command(*self._files(config, None)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env(),
+        )
+        assert process.stdout is not None
+        lines: list[str] = []
+        records = 0
+        for line in process.stdout:
+            lines.append(line)
+            records += '"type":"RECORD"' in line
+            if records >= after_records:
+                process.send_signal(sig)
+                break
+        out, err = process.communicate(timeout=60)
+        lines.append(out)
+        stdout = "".join(lines)
+        return TapRun(
+            exit_code=process.returncode,
+            messages=parse_messages(stdout),
+            stderr=err,
+            stdout=stdout,
+            seconds=time.monotonic() - started,
+        )
+
+
+@pytest.fixture
+def tap(tmp_path: Path) -> TapRunner:
+    return TapRunner(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def small_dataset() -> Dataset:
+    return generate_dataset(seed=7, days=3, conversations_per_day=30)
+
+
+@pytest.fixture
+def simulator(small_dataset: Dataset) -> Iterator[Simulator]:
+    with Simulator(small_dataset, SimulatorOptions()) as sim:
+        yield sim
+
+
+def config_for(sim: Simulator, **overrides: Any) -> dict[str, Any]:
+    """A tap config aimed at the simulator, covering its whole dataset in daily windows."""
+    config: dict[str, Any] = {
+        "api_key": DEFAULT_API_KEY,
+        "api_url": sim.url,
+        "bot_names": list(sim.dataset.bots),
+        "start_date": START_DATE,
+        "end_date": "2025-01-04T00:00:00Z",
+        "window_hours": 24,
+        "request_timeout": 5,
+        "max_retries": 6,
+    }
+    config.update(overrides)
+    return config
