@@ -318,15 +318,18 @@ class TapDeepConverse(Tap):
 def _checked_state_file(state: IO[str] | None) -> IO[str] | None:
     if state is None:
         return None
-    text = state.read()
+    text = state.read() or "{}"
     try:
-        json.loads(text or "{}")
+        document = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise StateError(
-            f"The state file is not valid JSON ({exc.msg} at line {exc.lineno}). Fix it or "
-            "clear it to export from start_date again."
-        ) from None
-    return io.StringIO(text or "{}")
+        problem = f"is not valid JSON ({exc.msg} at line {exc.lineno})"
+    else:
+        if isinstance(document, dict):
+            return io.StringIO(text)
+        problem = "is not a JSON object"
+    raise StateError(
+        f"The state file {problem}. Fix it or clear it to export from start_date again."
+    )
 
 
 def _describe(error: Any) -> str:  # noqa: ANN401 - jsonschema ValidationError

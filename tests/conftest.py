@@ -70,7 +70,8 @@ def bookmark(state: dict[str, Any], stream: str, bot: str) -> str | None:
 
 
 def parse_messages(stdout: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+    """Singer messages, one per line; other output (--about, --discover) is skipped."""
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith('{"type":')]
 
 
 class TapRunner:

@@ -74,6 +74,9 @@ class SimulatorOptions:
     fault_kinds: tuple[str, ...] = FAULT_KINDS
     hang_seconds: float = 3.0  # how long a "timeout" fault holds the socket
     fail_after: int | None = None  # 503 for everything after this many 200s
+    # Each non-empty page also carries a record without `_id` and one with an unreadable time
+    # (not part of the dataset): a client should report and skip them.
+    odd_records: bool = False
     seed: int = 0  # seeds the fault draw and the random order
 
     def __post_init__(self) -> None:
@@ -397,6 +400,10 @@ class Simulator:
             None if next_offset < 0 else _encode_cursor(signature, next_offset, page_no + 1)
         )
         data = [format_record(endpoint, r, opts.time_format) for r in page]
+        if opts.odd_records and data:
+            time_field = "time" if endpoint == "messages" else "lastActionAt"
+            data.append({k: v for k, v in data[0].items() if k != "_id"})
+            data.append({**data[0], "_id": f"odd{offset:029d}", time_field: "soon"})
         return _json_answer(200, {"data": data, "cursor": next_cursor})
 
     def _ordered(self, query: _Query, opts: SimulatorOptions) -> list[Record]:
