@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export MELTANO_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: install test lint bench demo clean
+.PHONY: install test lint bench demo docs clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,8 +14,10 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
+# pytest exits 5 when it collects no test: that is a failure here, not a pass.
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest; status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status
 
 lint: install
 	$(BIN)/ruff check tap_deepconverse tests
@@ -23,3 +25,6 @@ lint: install
 
 clean:
 	rm -rf $(VENV) .meltano output .pytest_cache .mypy_cache .ruff_cache
+
+docs: install
+	$(BIN)/python scripts/settings_table.py

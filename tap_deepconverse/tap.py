@@ -234,8 +234,7 @@ def _partition_problems(name: str, stream: Stream, partition: object) -> list[st
 
 
 class TapDeepConverse(Tap):
-    """Singer tap for the DeepConverse (Workato AgentX Support) Export API: chatbot
-    conversations and messages, exported window by window, incremental and resumable."""
+    """Chatbot conversations and messages from the DeepConverse (AgentX Support) Export API."""
 
     name = "tap-deepconverse"
     config_jsonschema = CONFIG_SCHEMA
