@@ -207,12 +207,14 @@ class Counters:
     odd_records: int = 0
     windows: int = 0
     started: float = field(default_factory=time.monotonic)
+    finished: float = field(default_factory=time.monotonic)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **amounts: int) -> None:
         with self._lock:
             for name, amount in amounts.items():
                 setattr(self, name, getattr(self, name) + amount)
+            self.finished = time.monotonic()
 
 
 @dataclass(frozen=True)

@@ -256,7 +256,7 @@ class ExportStream(Stream):
                 figures.retries,
                 figures.duplicates,
                 figures.odd_records,
-                time.monotonic() - figures.started,
+                figures.finished - figures.started,
             )
         super().log_sync_costs()
 

@@ -8,6 +8,7 @@ the same instant always gives the same string.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from decimal import Decimal, InvalidOperation
 
@@ -38,8 +39,15 @@ def parse_timestamp(value: object) -> dt.datetime:
     if isinstance(value, bool) or value is None:
         raise TimestampError(f"not a timestamp: {value!r}")
     if isinstance(value, int):
-        return _from_microseconds(_epoch_microseconds(Decimal(value)))
-    if isinstance(value, (float, Decimal)):
+        scale = 1_000 if abs(value) >= MILLISECONDS_THRESHOLD else 1_000_000
+        return _from_microseconds(value * scale)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise TimestampError(f"not a timestamp: {value!r}")
+        # Exact to the microsecond for any float that holds a time to the millisecond.
+        scale = 1_000 if abs(value) >= MILLISECONDS_THRESHOLD else 1_000_000
+        return _from_microseconds(round(value * scale))
+    if isinstance(value, Decimal):
         return _from_number(value)
     if isinstance(value, str):
         text = value.strip()
@@ -49,12 +57,11 @@ def parse_timestamp(value: object) -> dt.datetime:
     raise TimestampError(f"not a timestamp: {value!r}")
 
 
-def _from_number(value: float | Decimal) -> dt.datetime:
+def _from_number(number: Decimal) -> dt.datetime:
     try:
-        number = Decimal(str(value)) if isinstance(value, float) else value
         return _from_microseconds(_epoch_microseconds(number))
     except (InvalidOperation, OverflowError, ValueError) as exc:
-        raise TimestampError(f"not a timestamp: {value!r}") from exc
+        raise TimestampError(f"not a timestamp: {number!r}") from exc
 
 
 def _epoch_microseconds(number: Decimal) -> int:
@@ -67,7 +74,7 @@ def _epoch_microseconds(number: Decimal) -> int:
 def _from_microseconds(microseconds: int) -> dt.datetime:
     try:
         return EPOCH + dt.timedelta(microseconds=microseconds)
-    except OverflowError as exc:
+    except (OverflowError, ValueError) as exc:
         raise TimestampError(f"timestamp out of range: {microseconds} us") from exc
 
 

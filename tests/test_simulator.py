@@ -555,6 +555,9 @@ def test_stats_endpoint(sim: Simulator, http: requests.Session, dataset: Dataset
     with requests.Session() as anonymous:
         anonymous.get(sim.url + PATHS["messages"], params=params, timeout=10)
         stats = anonymous.get(sim.url + "/_simulator/stats", timeout=10).json()
+    rates = stats.pop("mean_per_second")
+    assert rates["conversations"] == 0.0
+    assert rates["messages"] > 0
     assert stats == {
         "requests": {"conversations": 1, "messages": 3},
         "statuses": {"200": 3, "401": 1},

@@ -270,6 +270,7 @@ class Simulator:
             "requests": {ep: sum(e.endpoint == ep for e in entries) for ep in endpoints},
             "statuses": dict(sorted(Counter(str(e.status) for e in entries).items())),
             "max_per_second": {ep: self.max_requests_in_any_second(ep) for ep in endpoints},
+            "mean_per_second": {ep: _mean_rate(entries, ep) for ep in endpoints},
             "records": {ep: self.dataset.count(ep) for ep in endpoints},
         }
 
@@ -456,6 +457,14 @@ class _Query:
             [self.endpoint, self.bot, self.start, self.end, self.per_page, self.conversation_id]
         )
         return hashlib.sha256(fixed.encode("utf-8")).hexdigest()[:16]
+
+
+def _mean_rate(entries: list[RequestLogEntry], endpoint: str) -> float:
+    """Requests per second to one endpoint between its first and last arrival."""
+    times = [e.arrived for e in entries if e.endpoint == endpoint]
+    if len(times) < 2 or times[-1] == times[0]:
+        return 0.0
+    return (len(times) - 1) / (times[-1] - times[0])
 
 
 def _encode_cursor(signature: str, offset: int, page_no: int) -> str:
