@@ -9,6 +9,7 @@ Errors are sorted three ways:
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import logging
 import math
@@ -31,6 +32,7 @@ from tap_deepconverse.errors import (
     PaginationError,
     RequestRejectedError,
 )
+from tap_deepconverse.timestamps import UTC
 
 # Spacing margin: remote clocks and queues are not ours, so stay a little under the limit.
 RATE_MARGIN = 1.05
@@ -164,6 +166,7 @@ def backoff_delays() -> Generator[float, BaseException | None, None]:
 class Page:
     records: list[Any]
     cursor: str | None
+    fetched_at: datetime.datetime = field(default_factory=lambda: datetime.datetime.now(UTC))
 
 
 def parse_page(body: bytes) -> Page:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import io
 import ipaddress
 import json
@@ -18,6 +19,7 @@ from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 from singer_sdk.plugin_base import JSONSchemaValidator
+from singer_sdk.singerlib import RecordMessage, StateMessage
 
 from tap_deepconverse.errors import DeepConverseError, StateError
 from tap_deepconverse.streams import STREAM_TYPES
@@ -233,12 +235,37 @@ def _partition_problems(name: str, stream: Stream, partition: object) -> list[st
     return []
 
 
+class RecordBatchingWriter(MsgSpecWriter):
+    """msgspec writer that gathers RECORD lines and writes them in blocks, flushing at every
+    other message: one write per block instead of one per record (stdout is often unbuffered,
+    e.g. with PYTHONUNBUFFERED), while a STATE still goes out at once, after its records."""
+
+    BLOCK_BYTES = 64 * 1024
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._pending = bytearray()
+        # Records gathered after the last STATE still go out when the run stops on an error.
+        atexit.register(self.flush)
+
+    def write_message(self, message: Any) -> None:  # noqa: ANN401 - the SDK's Message type
+        self._pending += self.format_message(message)
+        if not isinstance(message, RecordMessage) or len(self._pending) >= self.BLOCK_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            sys.stdout.buffer.write(self._pending)
+            self._pending.clear()
+        sys.stdout.flush()
+
+
 class TapDeepConverse(Tap):
     """Chatbot conversations and messages from the DeepConverse (AgentX Support) Export API."""
 
     name = "tap-deepconverse"
     config_jsonschema = CONFIG_SCHEMA
-    message_writer_class = MsgSpecWriter
+    message_writer_class = RecordBatchingWriter
     # No BATCH (state is emitted per window between records) and no ACTIVATE_VERSION
     # (nothing is full-table).
     capabilities = [  # noqa: RUF012 - the SDK declares it a list
@@ -286,7 +313,9 @@ class TapDeepConverse(Tap):
             signal.Signals(signum).name,
         )
         try:
-            self.state_writer.write_state(self.state)
+            # Written even if unchanged since the last STATE, so that it comes after every
+            # record still gathered by the writer.
+            self.write_message(StateMessage(value=self.state))
         finally:
             sys.exit(128 + signum)
 
