@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 
 from singer_sdk import Stream
 from singer_sdk import typing as th
-from singer_sdk.singerlib import RecordMessage
 from singer_sdk.helpers.types import Context
+from singer_sdk.singerlib import RecordMessage
 
 from tap_deepconverse.client import Counters, ExportClient, Page, Query
 from tap_deepconverse.prefetch import ordered_prefetch
@@ -95,7 +95,9 @@ class ExportStream(Stream):
     page_fetched_at: datetime.datetime = EPOCH  # time_extracted of the records being emitted
 
     def generate_child_contexts(
-        self, record: dict[str, Any], context: Context | None
+        self,
+        record: dict[str, Any],  # noqa: ARG002
+        context: Context | None,  # noqa: ARG002
     ) -> Iterator[Context]:
         """No child streams: skip the SDK's per-record child bookkeeping."""
         return iter(())

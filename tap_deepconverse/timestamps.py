@@ -18,10 +18,9 @@ UTC = dt.timezone.utc
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 MICROS_PER_DAY = 86_400_000_000
 # Supported range: what datetime can hold (years 1 to 9999).
-MIN_MICROS = (dt.datetime(1, 1, 1, tzinfo=UTC) - EPOCH) // dt.timedelta(microseconds=1)
-MAX_MICROS = (dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC) - EPOCH) // dt.timedelta(
-    microseconds=1
-)
+ONE_MICROSECOND = dt.timedelta(microseconds=1)
+MIN_MICROS: int = (dt.datetime(1, 1, 1, tzinfo=UTC) - EPOCH) // ONE_MICROSECOND
+MAX_MICROS: int = (dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC) - EPOCH) // ONE_MICROSECOND
 
 # Above this a number is taken as milliseconds: 1e11 s is the year 5138, 1e11 ms is 1973.
 MILLISECONDS_THRESHOLD = 100_000_000_000
@@ -44,6 +43,7 @@ def epoch_microseconds(value: object) -> int:
     Accepts Unix seconds or milliseconds (int, float, Decimal or a numeric string) and
     ISO 8601 strings (naive ones are taken as UTC).
     """
+    micros: int
     if isinstance(value, bool) or value is None:
         raise TimestampError(f"not a timestamp: {value!r}")
     if isinstance(value, int):
@@ -57,10 +57,8 @@ def epoch_microseconds(value: object) -> int:
         micros = _decimal_micros(value)
     elif isinstance(value, str):
         text = value.strip()
-        if _NUMBER.fullmatch(text):
-            micros = _decimal_micros(Decimal(text))
-        else:
-            micros = _iso_micros(text)
+        number = _NUMBER.fullmatch(text)
+        micros = _decimal_micros(Decimal(text)) if number else _iso_micros(text)
     else:
         raise TimestampError(f"not a timestamp: {value!r}")
     if not MIN_MICROS <= micros <= MAX_MICROS:
@@ -69,7 +67,7 @@ def epoch_microseconds(value: object) -> int:
 
 
 def _scale(number: float | Decimal) -> int:
-    return 1_000 if abs(number) >= MILLISECONDS_THRESHOLD else 1_000_000
+    return 1_000 if abs(float(number)) >= MILLISECONDS_THRESHOLD else 1_000_000
 
 
 def _decimal_micros(number: Decimal) -> int:
@@ -90,7 +88,7 @@ def _iso_micros(text: str) -> int:
             int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0),
             micro, tzinfo=_zone(offset),
         )
-        return (moment - EPOCH) // dt.timedelta(microseconds=1)
+        return (moment - EPOCH) // ONE_MICROSECOND
     except (ValueError, OverflowError) as exc:
         raise TimestampError(f"not a timestamp: {text!r}") from exc
 
@@ -132,7 +130,7 @@ def parse_timestamp(value: object) -> dt.datetime:
 
 def format_timestamp(moment: dt.datetime) -> str:
     """An aware datetime as fixed-width RFC 3339 UTC."""
-    return format_microseconds((moment - EPOCH) // dt.timedelta(microseconds=1))
+    return format_microseconds((moment - EPOCH) // ONE_MICROSECOND)
 
 
 def to_unix_seconds(moment: dt.datetime) -> int:

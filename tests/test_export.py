@@ -168,4 +168,4 @@ def test_start_date_is_respected(tap: TapRunner, fast_simulator: Simulator) -> N
     times = [r["time"] for r in run.records["messages"]]
     # One second of overlap before start_date is fetched in case the API excludes start_time.
     assert min(times) >= "2025-01-01T23:59:59"
-    assert START_DATE < min(times)
+    assert min(times) > START_DATE

@@ -38,7 +38,9 @@ def fast_simulator(small_dataset):
 
 
 def requests_of(sim: Simulator, endpoint: str, bot: str) -> list[dict[str, str]]:
-    return [r.params for r in sim.requests if r.endpoint == endpoint and r.params["bot_name"] == bot]
+    return [
+        r.params for r in sim.requests if r.endpoint == endpoint and r.params["bot_name"] == bot
+    ]
 
 
 def test_seeded_state_gives_the_exact_request_parameters(
@@ -65,7 +67,7 @@ def test_seeded_state_gives_the_exact_request_parameters(
         START + 3 * DAY,
     ]
     # The bot without a bookmark starts at start_date.
-    first_b = [p for p in requests_of(fast_simulator, "messages", bot_b) if "cursor" not in p][0]
+    first_b = next(p for p in requests_of(fast_simulator, "messages", bot_b) if "cursor" not in p)
     assert first_b["start_time"] == str(START - 1)
     # Records come only from the re-read span onwards.
     times = [r["time"] for r in run.records["messages"] if r["bot_name"] == bot_a]
