@@ -176,8 +176,8 @@ class ExportStream(Stream):
             self.name,
             bot_name,
             len(windows),
-            _iso(windows[0].start),
-            _iso(windows[-1].end),
+            _log_time(windows[0].start),
+            _log_time(windows[-1].end),
         )
         recent = RecentIds()
         started = last = time.monotonic()
@@ -375,8 +375,12 @@ def _iso(seconds: int) -> str:
     return format_timestamp(from_unix_seconds(seconds))
 
 
+def _log_time(seconds: int) -> str:
+    return f"{_iso(seconds)[:19]}Z"
+
+
 def _window_text(window: Window) -> str:
-    return f"[{_iso(window.start)}, {_iso(window.end)})"
+    return f"[{_log_time(window.start)}, {_log_time(window.end)})"
 
 
 def _duration(seconds: float) -> str:
