@@ -20,11 +20,20 @@ test: install
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$status
 
 lint: install
-	$(BIN)/ruff check tap_deepconverse tests
-	$(BIN)/mypy tap_deepconverse
+	$(BIN)/ruff check tap_deepconverse tests scripts
+	$(BIN)/mypy tap_deepconverse scripts
 
 clean:
 	rm -rf $(VENV) .meltano output .pytest_cache .mypy_cache .ruff_cache
 
 docs: install
 	$(BIN)/python scripts/settings_table.py
+
+# Simulator -> meltano run tap-deepconverse target-duckdb -> what landed; a second run is
+# incremental (state in .meltano/).
+demo: install
+	$(BIN)/python scripts/demo.py
+
+# Throughput, CPU per record, memory and incremental cost against the simulator (~3 min).
+bench: install
+	$(BIN)/python scripts/bench.py

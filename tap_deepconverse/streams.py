@@ -50,10 +50,10 @@ BOT_PROPERTY = th.Property(
 
 
 def any_json(description: str) -> dict[str, Any]:
-    """Schema of a field that may hold any JSON value. Spelled out rather than ``{}`` so that
-    targets and the SDK's type checks see types; null sits apart to mark it nullable."""
-    non_null = [{"type": t} for t in ("object", "array", "string", "number", "boolean")]
-    return {"anyOf": [{"oneOf": non_null}, {"type": "null"}], "description": description}
+    """Schema of a field that may hold any JSON value. Every type is listed rather than
+    ``{}``, which some targets drop; SQL targets make such a column JSON (JSONB in Postgres)."""
+    types = ["object", "array", "string", "number", "boolean", "null"]
+    return {"type": types, "description": description}
 
 
 

@@ -1,0 +1,453 @@
+"""The tap's settings and capabilities say the same everywhere they are published.
+
+Sources: the tap itself (``tap-deepconverse --about --format=json``), the Meltano Hub
+definition (hub/extractors/tap-deepconverse.yml), the project's meltano.yml and the README's
+settings table. Also: the package builds, and its wheel works on its own.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import sysconfig
+import tarfile
+import zipfile
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml  # type: ignore[import-untyped]
+from singer_sdk.helpers.capabilities import BATCH_CONFIG, FLATTENING_CONFIG, STREAM_MAPS_CONFIG
+
+from tap_deepconverse.streams import STREAM_TYPES
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pytest and build bring tomli along on 3.10
+    import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
+
+ROOT = Path(__file__).resolve().parent.parent
+HUB_FILE = ROOT / "hub" / "extractors" / "tap-deepconverse.yml"
+README_START, README_END = "<!-- settings-table:start -->", "<!-- settings-table:end -->"
+# Settings the SDK adds for a capability. The README lists them all; Hub and meltano.yml may
+# list some, after the tap's own.
+SDK_SETTINGS = frozenset(
+    {
+        *STREAM_MAPS_CONFIG["properties"],
+        *FLATTENING_CONFIG["properties"],
+        *BATCH_CONFIG["properties"],
+    }
+)
+# What the Hub's plugin-definition schemas accept.
+HUB_KINDS = frozenset(
+    {
+        "string",
+        "integer",
+        "decimal",
+        "boolean",
+        "date_iso8601",
+        "email",
+        "password",
+        "oauth",
+        "options",
+        "file",
+        "array",
+        "object",
+        "hidden",
+    }
+)
+HUB_SETTING_KEYS = frozenset(
+    {
+        "name",
+        "aliases",
+        "label",
+        "value",
+        "placeholder",
+        "kind",
+        "description",
+        "tooltip",
+        "documentation",
+        "env",
+        "value_processor",
+        "value_post_processor",
+        "oauth",
+        "options",
+        "docs",
+        "hidden",
+        "sensitive",
+    }
+)
+HUB_EXTRACTOR_KEYS = frozenset(
+    {
+        "name",
+        "pip_url",
+        "variant",
+        "namespace",
+        "label",
+        "description",
+        "executable",
+        "settings",
+        "docs",
+        "repo",
+        "logo_url",
+        "hidden",
+        "settings_group_validation",
+        "commands",
+        "capabilities",
+        "metadata",
+        "schema",
+        "select",
+        "maintenance_status",
+        "domain_url",
+        "keywords",
+        "requires",
+        "definition",
+        "next_steps",
+        "settings_preamble",
+        "usage",
+        "prereq",
+        "quality",
+        "ext_repo",
+        "supported_python_versions",
+    }
+)
+HUB_MAINTENANCE = frozenset({"active", "beta", "development", "inactive", "unknown"})
+
+
+@cache
+def about() -> dict[str, Any]:
+    """What the installed command says about itself."""
+    command = Path(sys.executable).parent / "tap-deepconverse"
+    done = subprocess.run(
+        [str(command), "--about", "--format=json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    document: dict[str, Any] = json.loads(done.stdout)
+    return document
+
+
+def all_settings() -> dict[str, dict[str, Any]]:
+    """Every setting --about lists, the SDK's included."""
+    properties: dict[str, dict[str, Any]] = about()["settings"]["properties"]
+    return properties
+
+
+def own_settings() -> dict[str, dict[str, Any]]:
+    """The tap's own settings, in the order it declares them."""
+    return {name: schema for name, schema in all_settings().items() if name not in SDK_SETTINGS}
+
+
+@cache
+def hub() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load(HUB_FILE.read_text(encoding="utf-8"))
+    return document
+
+
+@cache
+def meltano_project() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load((ROOT / "meltano.yml").read_text(encoding="utf-8"))
+    return document
+
+
+def meltano_extractor() -> dict[str, Any]:
+    extractors: list[dict[str, Any]] = meltano_project()["plugins"]["extractors"]
+    (extractor,) = [plugin for plugin in extractors if plugin["name"] == "tap-deepconverse"]
+    return extractor
+
+
+def readme_rows() -> list[dict[str, str]]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = text.split(README_START, 1)[1].split(README_END, 1)[0]
+    lines = [line.strip() for line in table.strip().splitlines() if line.strip()]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    rows = []
+    for line in lines[2:]:  # past the header and the alignment row
+        cells = [cell.strip() for cell in line.strip("|").split("|", len(header) - 1)]
+        rows.append(dict(zip(header, cells, strict=True)))
+    return rows
+
+
+def json_types(schema: dict[str, Any]) -> set[str]:
+    declared = schema.get("type", [])
+    return ({declared} if isinstance(declared, str) else set(declared)) - {"null"}
+
+
+def is_secret(schema: dict[str, Any]) -> bool:
+    return bool(schema.get("secret") or schema.get("writeOnly"))
+
+
+def kinds_for(schema: dict[str, Any]) -> set[str]:
+    """The Meltano setting kinds that fit a setting's JSON schema."""
+    types = json_types(schema)
+    if is_secret(schema):
+        return {"password"}
+    if "array" in types:
+        return {"array"}
+    if "object" in types:
+        return {"object"}
+    if types == {"boolean"}:
+        return {"boolean"}
+    if types == {"integer"}:
+        return {"integer"}
+    if types <= {"number", "integer"}:
+        return {"decimal"}
+    if types == {"string"}:
+        if schema.get("format") in ("date-time", "date"):
+            return {"date_iso8601"}
+        return {"options"} if "enum" in schema else {"string", "email", "file"}
+    return set()
+
+
+SOURCES = {
+    "Meltano Hub definition": lambda: hub()["settings"],
+    "meltano.yml": lambda: meltano_extractor()["settings"],
+}
+
+
+@pytest.fixture(params=sorted(SOURCES))
+def published(request: pytest.FixtureRequest) -> tuple[str, list[dict[str, Any]]]:
+    """(where, settings) of a published plugin definition."""
+    return request.param, SOURCES[request.param]()
+
+
+def test_the_tap_declares_settings_of_its_own() -> None:
+    assert len(own_settings()) >= 10
+    assert set(about()["settings"]["required"]) <= set(own_settings())
+
+
+def test_setting_names_and_order(published: tuple[str, list[dict[str, Any]]]) -> None:
+    where, settings = published
+    names = [setting["name"] for setting in settings]
+    own = list(own_settings())
+    assert names[: len(own)] == own, f"{where} does not list the tap's settings as --about"
+    extra = names[len(own) :]
+    assert set(extra) <= SDK_SETTINGS & set(all_settings()), f"{where}: unknown {extra}"
+    assert len(set(names)) == len(names), f"{where} lists a setting twice"
+
+
+def test_hub_and_meltano_list_the_same_settings() -> None:
+    assert [s["name"] for s in hub()["settings"]] == [
+        s["name"] for s in meltano_extractor()["settings"]
+    ]
+
+
+def test_setting_descriptions(published: tuple[str, list[dict[str, Any]]]) -> None:
+    where, settings = published
+    expected = {name: schema.get("description") for name, schema in all_settings().items()}
+    found = {setting["name"]: setting.get("description") for setting in settings}
+    wrong = {name: text for name, text in found.items() if text != expected.get(name)}
+    assert not wrong, f"{where}: descriptions differ from --about: {wrong}"
+
+
+def test_setting_kinds_fit_the_json_types(published: tuple[str, list[dict[str, Any]]]) -> None:
+    where, settings = published
+    schemas = all_settings()
+    wrong = {
+        setting["name"]: (setting.get("kind"), sorted(kinds_for(schemas[setting["name"]])))
+        for setting in settings
+        if setting.get("kind") not in kinds_for(schemas[setting["name"]])
+    }
+    assert not wrong, f"{where}: kind given vs kinds that fit: {wrong}"
+
+
+def test_sensitive_exactly_for_secrets(published: tuple[str, list[dict[str, Any]]]) -> None:
+    where, settings = published
+    schemas = all_settings()
+    assert any(is_secret(schema) for schema in schemas.values())
+    wrong = [
+        setting["name"]
+        for setting in settings
+        if bool(setting.get("sensitive")) != is_secret(schemas[setting["name"]])
+    ]
+    assert not wrong, f"{where}: 'sensitive' is wrong for {wrong}"
+
+
+def test_settings_have_labels(published: tuple[str, list[dict[str, Any]]]) -> None:
+    where, settings = published
+    assert all(setting.get("label") for setting in settings), where
+
+
+def test_required_settings_are_the_validation_group() -> None:
+    required = set(about()["settings"]["required"])
+    for where, plugin in (("Hub", hub()), ("meltano.yml", meltano_extractor())):
+        groups = plugin["settings_group_validation"]
+        assert len(groups) == 1, f"{where}: one group, the required settings"
+        assert set(groups[0]) == required, where
+
+
+def test_capabilities_agree() -> None:
+    capabilities = set(about()["capabilities"])
+    assert set(hub()["capabilities"]) == capabilities
+    assert set(meltano_extractor()["capabilities"]) == capabilities
+
+
+def test_readme_settings_table_agrees() -> None:
+    rows = readme_rows()
+    schemas = about()["settings"]["properties"]
+    own = [row for row in rows if row["Setting"] in own_settings()]
+    assert [row["Setting"] for row in own] == list(own_settings())
+    for row in own:
+        assert row["Description"] == own_settings()[row["Setting"]]["description"], row
+    required = {row["Setting"] for row in own if row["Required"] == "True"}
+    assert required == set(about()["settings"]["required"])
+    # The other rows are the SDK's settings (nested ones as parent.child).
+    others = {row["Setting"].split(".", 1)[0] for row in rows if row not in own}
+    assert others <= SDK_SETTINGS & set(schemas)
+
+
+def test_hub_definition_is_in_the_hub_format() -> None:
+    definition = hub()
+    assert set(definition) <= HUB_EXTRACTOR_KEYS, set(definition) - HUB_EXTRACTOR_KEYS
+    for key in (
+        "name",
+        "namespace",
+        "variant",
+        "label",
+        "description",
+        "pip_url",
+        "repo",
+        "executable",
+        "capabilities",
+        "settings",
+        "keywords",
+        "domain_url",
+    ):
+        assert definition.get(key), f"the Hub definition has no {key}"
+    assert definition["maintenance_status"] in HUB_MAINTENANCE
+    assert "meltano_sdk" in definition["keywords"]
+    for setting in definition["settings"]:
+        assert set(setting) <= HUB_SETTING_KEYS, setting
+        assert setting["kind"] in HUB_KINDS, setting
+
+
+def test_names_agree_with_the_package() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    (executable,) = project["scripts"]
+    extractor = meltano_extractor()
+    assert about()["name"] == executable == hub()["name"] == extractor["name"]
+    assert hub()["executable"] == extractor["executable"] == executable
+    assert hub()["namespace"] == extractor["namespace"] == "tap_deepconverse"
+    assert hub()["pip_url"] == project["name"]
+    assert hub()["repo"] == project["urls"]["Repository"]
+    assert extractor["pip_url"] == "-e ."
+
+
+def test_meltano_project_selects_every_stream() -> None:
+    patterns = meltano_extractor()["select"]
+    names = [str(vars(stream_type)["name"]) for stream_type in STREAM_TYPES]
+    assert sorted(patterns) == sorted(f"{name}.*" for name in names)
+
+
+def test_meltano_project_needs_no_hub() -> None:
+    """Every plugin is declared in full, with a pinned pip_url, so no Hub lookup happens."""
+    project = meltano_project()
+    assert "version" not in project
+    assert project["send_anonymous_usage_stats"] is False
+    assert project.get("project_id")
+    for plugins in project["plugins"].values():
+        for plugin in plugins:
+            assert plugin.get("namespace"), plugin["name"]
+            assert plugin.get("pip_url"), plugin["name"]
+            if plugin["name"] != "tap-deepconverse":
+                assert "==" in plugin["pip_url"], plugin["name"]
+    (duckdb,) = [p for p in project["plugins"]["loaders"] if p["name"] == "target-duckdb"]
+    # duckdb>=1.3 makes target-duckdb 0.8.0 drop a row per batch without an error.
+    assert "duckdb==1.2.2" in duckdb["pip_url"].split()
+
+
+# Packaging
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sdist and the wheel built from it, as `python -m build` makes them."""
+    out = tmp_path_factory.mktemp("dist")
+    # uv (a dependency of meltano) builds the isolated build env much faster than pip.
+    installer = ["--installer=uv"] if importlib.util.find_spec("uv") else []
+    done = subprocess.run(
+        [sys.executable, "-m", "build", *installer, "--outdir", str(out), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return out
+
+
+def test_build_makes_a_wheel_and_an_sdist(dist: Path) -> None:
+    (wheel,) = dist.glob("tap_deepconverse-*-py3-none-any.whl")
+    (sdist,) = dist.glob("tap_deepconverse-*.tar.gz")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+    assert {"tap_deepconverse/py.typed", "tap_deepconverse/simulator/__main__.py"} <= names
+    assert not any(name.startswith("tests/") for name in names)
+    with tarfile.open(sdist) as archive:
+        members = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
+    assert {"README.md", "LICENSE", "meltano.yml", "CHANGELOG.md", "pyproject.toml"} <= members
+
+
+def test_wheel_installs_into_a_fresh_venv(dist: Path, tmp_path: Path) -> None:
+    (wheel,) = dist.glob("*.whl")
+    venv = tmp_path / "venv"
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", "--system-site-packages", str(venv)],
+        check=True,
+        timeout=120,
+    )
+    python = venv / "bin" / "python"
+    # --system-site-packages of a venv made from a venv sees the base interpreter's packages,
+    # not this venv's: a .pth adds this venv's site-packages, so the dependencies need no
+    # download. It adds the folder only, so the editable tap's own .pth stays unread.
+    target_site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    Path(target_site, "_test_parent_env.pth").write_text(
+        sysconfig.get_paths()["purelib"] + "\n", encoding="utf-8"
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            str(wheel),
+        ],
+        check=True,
+        timeout=300,
+    )
+
+    # Away from the source tree, which `python -c` would put first on sys.path.
+    where = subprocess.run(
+        [str(python), "-c", "import tap_deepconverse; print(tap_deepconverse.__file__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    ).stdout.strip()
+    assert Path(where).is_relative_to(venv), f"imported the tap from {where}, not the wheel"
+    done = subprocess.run(
+        [str(venv / "bin" / "tap-deepconverse"), "--about"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "tap-deepconverse" in done.stdout
+    assert "api_key" in done.stdout
