@@ -21,6 +21,7 @@ test: install
 
 lint: install
 	$(BIN)/ruff check tap_deepconverse tests scripts
+	$(BIN)/ruff format --check tap_deepconverse tests scripts
 	$(BIN)/mypy tap_deepconverse scripts
 
 clean:

@@ -233,8 +233,7 @@ class Query:
         conversation = self.params.get("conversation_id")
         extra = f", conversation_id={conversation}" if conversation else ""
         return (
-            f"{self.endpoint} for bot '{self.bot_name}' "
-            f"(start_time={start}, end_time={end}{extra})"
+            f"{self.endpoint} for bot '{self.bot_name}' (start_time={start}, end_time={end}{extra})"
         )
 
 

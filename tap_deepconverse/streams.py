@@ -56,7 +56,6 @@ def any_json(description: str) -> dict[str, Any]:
     return {"type": types, "description": description}
 
 
-
 class ExportStream(Stream):
     """One Export API endpoint, exported window by window for each configured bot."""
 

@@ -155,8 +155,10 @@ def config_problems(config: Mapping[str, Any]) -> list[str]:
                     f"Setting '{name}' is not a date-time: {config[name]!r} "
                     "(use RFC 3339, e.g. 2025-01-01T00:00:00Z)."
                 )
-    if "start_date" in moments and "end_date" in moments and (
-        moments["end_date"] <= moments["start_date"]
+    if (
+        "start_date" in moments
+        and "end_date" in moments
+        and (moments["end_date"] <= moments["start_date"])
     ):
         problems.append("Setting 'end_date' must be after 'start_date'.")
 

@@ -85,8 +85,14 @@ def _iso_micros(text: str) -> int:
     micro = int((fraction or "0")[:6].ljust(6, "0"))
     try:
         moment = dt.datetime(
-            int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0),
-            micro, tzinfo=_zone(offset),
+            int(year),
+            int(month),
+            int(day),
+            int(hour or 0),
+            int(minute or 0),
+            int(second or 0),
+            micro,
+            tzinfo=_zone(offset),
         )
         return (moment - EPOCH) // ONE_MICROSECOND
     except (ValueError, OverflowError) as exc:

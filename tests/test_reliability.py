@@ -87,9 +87,7 @@ def test_the_limiter_keeps_each_endpoint_at_3_per_second(tap: TapRunner, small_d
 def test_sigterm_stops_promptly_with_state_and_a_non_zero_exit(tap: TapRunner) -> None:
     dataset = generate_dataset(seed=8, days=6, conversations_per_day=30)
     with Simulator(dataset, SimulatorOptions(rate_limit=None, latency=0.2)) as sim:
-        config = config_for(
-            sim, **FAST, end_date="2025-01-07T00:00:00Z", max_parallel_windows=2
-        )
+        config = config_for(sim, **FAST, end_date="2025-01-07T00:00:00Z", max_parallel_windows=2)
         stopped = tap.run_and_signal(config, after_records=40, sig=signal.SIGTERM)
         assert stopped.exit_code == 128 + signal.SIGTERM
         assert stopped.seconds < 20
