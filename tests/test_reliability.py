@@ -147,6 +147,17 @@ def test_rejected_window_reports_endpoint_bot_and_api_text(tap: TapRunner, small
     assert "for bot 'r3-218210'" in run.stderr
 
 
+def test_a_repeated_cursor_stops_the_run_instead_of_looping(tap: TapRunner, small_dataset) -> None:
+    options = SimulatorOptions(rate_limit=None, repeat_cursor=True)
+    with Simulator(small_dataset, options) as sim:
+        run = tap.run(config_for(sim, **{**FAST, "page_size": 5}), timeout=60)
+        requests = len(sim.requests)
+    assert run.exit_code == 1
+    assert "sent the same cursor twice" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert requests < 30
+
+
 def test_odd_records_are_reported_and_skipped(tap: TapRunner, small_dataset) -> None:
     with Simulator(small_dataset, SimulatorOptions(rate_limit=None, odd_records=True)) as sim:
         run = tap.run(config_for(sim, **FAST))

@@ -77,6 +77,8 @@ class SimulatorOptions:
     # Each non-empty page also carries a record without `_id` and one with an unreadable time
     # (not part of the dataset): a client should report and skip them.
     odd_records: bool = False
+    # A broken API that answers every later page with the cursor it was sent (a loop).
+    repeat_cursor: bool = False
     seed: int = 0  # seeds the fault draw and the random order
 
     def __post_init__(self) -> None:
@@ -400,6 +402,8 @@ class Simulator:
         next_cursor = (
             None if next_offset < 0 else _encode_cursor(signature, next_offset, page_no + 1)
         )
+        if opts.repeat_cursor and cursor is not None:
+            next_cursor = cursor
         data = [format_record(endpoint, r, opts.time_format) for r in page]
         if opts.odd_records and data:
             time_field = "time" if endpoint == "messages" else "lastActionAt"
