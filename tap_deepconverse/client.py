@@ -35,7 +35,7 @@ from tap_deepconverse.errors import (
 from tap_deepconverse.timestamps import UTC
 
 # Spacing margin: remote clocks and queues are not ours, so stay a little under the limit.
-RATE_MARGIN = 1.05
+RATE_MARGIN = 1.07
 MAX_RETRY_AFTER_SECONDS = 120.0
 CONNECT_TIMEOUT_SECONDS = 10.0
 BACKOFF_BASE_SECONDS = 0.5
@@ -162,26 +162,45 @@ def backoff_delays() -> Generator[float, BaseException | None, None]:
         error = yield delay
 
 
+class _Envelope(msgspec.Struct):
+    """A 200 answer: the records stay raw JSON (checked, not yet turned into objects)."""
+
+    data: msgspec.Raw
+    cursor: Any = None
+
+
+_envelope = msgspec.json.Decoder(_Envelope)
+
+
 @dataclass(frozen=True)
 class Page:
-    records: list[Any]
+    """One page as fetched. Its records are kept as JSON text until they are emitted: a
+    buffered page then costs its size in bytes, several times less than as Python objects."""
+
+    data: msgspec.Raw
     cursor: str | None
     fetched_at: datetime.datetime = field(default_factory=lambda: datetime.datetime.now(UTC))
 
+    def records(self) -> list[Any]:
+        return list(msgspec.json.decode(self.data))
+
 
 def parse_page(body: bytes) -> Page:
-    """The records and cursor of a 200 answer; a body that is not one is worth retrying."""
+    """The cursor and raw records of a 200 answer; a body that is not one is worth retrying.
+    The whole body is validated as JSON here, inside the retry loop."""
     try:
-        document = msgspec.json.decode(body)
+        envelope = _envelope.decode(body)
+    except msgspec.ValidationError as exc:
+        raise RetriableError(f"answered 200 without a 'data' array ({exc})") from exc
     except msgspec.DecodeError as exc:
         message = f"answered 200 with a body that is not JSON ({len(body)} bytes)"
         raise RetriableError(message) from exc
-    if not isinstance(document, dict) or not isinstance(document.get("data"), list):
+    if bytes(memoryview(envelope.data)[:1]) != b"[":
         raise RetriableError("answered 200 without a 'data' array")
-    cursor = document.get("cursor")
+    cursor = envelope.cursor
     if cursor is not None and not isinstance(cursor, str):
         cursor = str(cursor)
-    return Page(document["data"], cursor or None)
+    return Page(envelope.data, cursor or None)
 
 
 def api_error_text(response: requests.Response) -> str:

@@ -33,7 +33,7 @@ from tap_deepconverse.timestamps import (
 from tap_deepconverse.windows import RecentIds, Window, plan_windows, resume_from
 
 # Pages buffered per window in flight: bounds memory while keeping the pipe full.
-PAGES_BUFFERED_PER_WINDOW = 4
+PAGES_BUFFERED_PER_WINDOW = 8
 
 EXTRA_FIELD = "_extra"
 EXTRA_PROPERTY = th.Property(
@@ -188,7 +188,7 @@ class ExportStream(Stream):
             for page in pages:
                 page_count += 1
                 self.page_fetched_at = page.fetched_at
-                for raw in page.records:
+                for raw in page.records():
                     record = self.shape(raw)
                     if record is None:
                         odd += 1

@@ -122,7 +122,7 @@ CONFIG_SCHEMA = th.PropertiesList(
     th.Property(
         "max_parallel_windows",
         th.IntegerType(minimum=1, maximum=32),
-        default=4,
+        default=8,
         description=(
             "Windows fetched at once per stream, all under the same per-endpoint rate limit. "
             "Records and state still come out in window order."

@@ -53,7 +53,11 @@ def test_seeded_state_gives_the_exact_request_parameters(
     assert run.exit_code == 0, run.stderr[-2000:]
 
     resume = START + DAY + 12 * HOUR - 30 * 60  # bookmark minus the lookback
-    first_pages = [p for p in requests_of(fast_simulator, "messages", bot_a) if "cursor" not in p]
+    # Windows are fetched several at a time, so they reach the server in any order.
+    first_pages = sorted(
+        (p for p in requests_of(fast_simulator, "messages", bot_a) if "cursor" not in p),
+        key=lambda p: int(p["start_time"]),
+    )
     assert first_pages[0] == {
         "bot_name": bot_a,
         "start_time": str(resume - 1),
@@ -67,8 +71,8 @@ def test_seeded_state_gives_the_exact_request_parameters(
         START + 3 * DAY,
     ]
     # The bot without a bookmark starts at start_date.
-    first_b = next(p for p in requests_of(fast_simulator, "messages", bot_b) if "cursor" not in p)
-    assert first_b["start_time"] == str(START - 1)
+    starts_b = [int(p["start_time"]) for p in requests_of(fast_simulator, "messages", bot_b)]
+    assert min(starts_b) == START - 1
     # Records come only from the re-read span onwards.
     times = [r["time"] for r in run.records["messages"] if r["bot_name"] == bot_a]
     assert min(times) >= "2025-01-02T11:29:59"

@@ -180,6 +180,9 @@ class Simulator:
         self.port = port
         self.requests: list[RequestLogEntry] = []
         self._lock = threading.Lock()
+        # Each served record's JSON, made once: pages are then joined, not re-encoded, which
+        # keeps answers fast and the server's timestamps of arrivals punctual.
+        self._encoded: dict[tuple[int, str, str], bytes] = {}
         self._arrivals: dict[str, deque[float]] = {"conversations": deque(), "messages": deque()}
         self._successes = 0
         self._fault_rng = random.Random(self.options.seed)
@@ -404,12 +407,27 @@ class Simulator:
         )
         if opts.repeat_cursor and cursor is not None:
             next_cursor = cursor
-        data = [format_record(endpoint, r, opts.time_format) for r in page]
-        if opts.odd_records and data:
+        parts = [self._encode(endpoint, r, opts.time_format) for r in page]
+        if opts.odd_records and page:
+            first = format_record(endpoint, page[0], opts.time_format)
             time_field = "time" if endpoint == "messages" else "lastActionAt"
-            data.append({k: v for k, v in data[0].items() if k != "_id"})
-            data.append({**data[0], "_id": f"odd{offset:029d}", time_field: "soon"})
-        return _json_answer(200, {"data": data, "cursor": next_cursor})
+            odd = [
+                {k: v for k, v in first.items() if k != "_id"},
+                {**first, "_id": f"odd{offset:029d}", time_field: "soon"},
+            ]
+            parts += [json.dumps(r, ensure_ascii=False).encode("utf-8") for r in odd]
+        cursor_json = json.dumps(next_cursor).encode("utf-8")
+        return _Answer(
+            200, b'{"data": [' + b", ".join(parts) + b'], "cursor": ' + cursor_json + b"}"
+        )
+
+    def _encode(self, endpoint: str, record: Record, time_format: str) -> bytes:
+        key = (id(record), endpoint, time_format)
+        encoded = self._encoded.get(key)
+        if encoded is None:
+            served = format_record(endpoint, record, time_format)
+            encoded = self._encoded[key] = json.dumps(served, ensure_ascii=False).encode("utf-8")
+        return encoded
 
     def _ordered(self, query: _Query, opts: SimulatorOptions) -> list[Record]:
         """The window's records in serving order, cached so paging stays cheap."""
