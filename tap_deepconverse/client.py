@@ -35,7 +35,7 @@ from tap_deepconverse.errors import (
 from tap_deepconverse.timestamps import UTC
 
 # Spacing margin: remote clocks and queues are not ours, so stay a little under the limit.
-RATE_MARGIN = 1.07
+RATE_MARGIN = 1.05
 MAX_RETRY_AFTER_SECONDS = 120.0
 CONNECT_TIMEOUT_SECONDS = 10.0
 BACKOFF_BASE_SECONDS = 0.5

@@ -488,6 +488,7 @@ class Dataset:
             conv, messages = gen.conversation(None, first, times[:n_messages])
             self._store(bot, conv, messages)
             self._indexes.clear()
+            self.build_indexes()
             self._version += 1
         return (
             _served_copy("conversations", conv),
@@ -585,6 +586,13 @@ class Dataset:
             msg = f"unknown bot {bot!r}"
             raise ValueError(msg)
         return (bot,)
+
+    def build_indexes(self) -> None:
+        """Sort every window index now, so that no request waits for one to be built."""
+        for bot in self.bots:
+            self._index("messages", bot, "time")
+            for field in CONVERSATION_FILTERS:
+                self._index("conversations", bot, field)
 
     def _index(self, endpoint: str, bot: str, field: str) -> tuple[list[int], list[Record]]:
         with self._lock:
