@@ -182,7 +182,8 @@ class Page:
     fetched_at: datetime.datetime = field(default_factory=lambda: datetime.datetime.now(UTC))
 
     def records(self) -> list[Any]:
-        return list(msgspec.json.decode(self.data))
+        records: list[Any] = msgspec.json.decode(self.data)  # an array: checked in parse_page
+        return records
 
 
 def parse_page(body: bytes) -> Page:
