@@ -41,7 +41,8 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 30.0
 
-RETRIED_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# Besides every 5xx.
+RETRIED_STATUSES = frozenset({408, 429})
 KEY_STATUSES = frozenset({401, 403})
 
 
@@ -280,6 +281,15 @@ class ExportClient:
         self.timeout = (CONNECT_TIMEOUT_SECONDS, timeout)
         self.counters = counters
         self.logger = logger
+        self._attempt_with_retries = backoff.on_exception(
+            backoff_delays,
+            RETRIED_EXCEPTIONS,
+            max_tries=self.max_tries,
+            jitter=None,
+            on_backoff=self._on_retry,
+            raise_on_giveup=True,
+            logger=None,
+        )(self._attempt)
 
     def pages(self, query: Query) -> Iterator[Page]:
         """Every page of a query, following the cursor until it is null. An empty page with a
@@ -304,17 +314,8 @@ class ExportClient:
 
     def fetch(self, query: Query, params: Mapping[str, str | int]) -> Page:
         """One page, retried within the budget."""
-        attempt = backoff.on_exception(
-            backoff_delays,
-            RETRIED_EXCEPTIONS,
-            max_tries=self.max_tries,
-            jitter=None,
-            on_backoff=lambda details: self._on_retry(query, details),
-            raise_on_giveup=True,
-            logger=None,
-        )(self._attempt)
         try:
-            return attempt(query, params)
+            return self._attempt_with_retries(query, params)
         except RETRIED_EXCEPTIONS as exc:
             raise ApiUnavailableError(
                 f"Gave up on {query.describe()} after {self.max_tries} attempts: {_reason(exc)}. "
@@ -343,7 +344,8 @@ class ExportClient:
             f"(HTTP {status}): {api_error_text(response)}"
         )
 
-    def _on_retry(self, query: Query, details: Any) -> None:  # noqa: ANN401 - backoff's details dict
+    def _on_retry(self, details: Any) -> None:  # noqa: ANN401 - backoff's details dict
+        query: Query = details["args"][0]  # _attempt's arguments
         self.counters.add(retries=1)
         self.logger.warning(
             "Retrying %s in %.1fs (attempt %d of %d failed: %s)",
@@ -353,9 +355,6 @@ class ExportClient:
             self.max_tries,
             _reason(details.get("exception")),
         )
-
-    def close(self) -> None:
-        self.session.close()
 
 
 def _reason(error: BaseException | None) -> str:

@@ -33,13 +33,13 @@ import pytest
 import yaml  # type: ignore[import-untyped]
 
 from tap_deepconverse.simulator import Dataset, Simulator, SimulatorOptions, generate_dataset
+from tap_deepconverse.timestamps import parse_timestamp
 from tests.conftest import TapRunner, config_for
 
 pytestmark = pytest.mark.targets
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tap-deepconverse"
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 TIME_FIELDS = {"conversations": ("startTime", "lastActionAt"), "messages": ("time",)}
 OBJECT_FIELDS = {"conversations": ("metadata", "tags", "_extra"), "messages": ("_extra",)}
 ANY_JSON_FIELDS = {"conversations": (), "messages": ("outMsg", "userInput")}
@@ -178,17 +178,14 @@ def test_the_simulator_sent_undeclared_fields(export: Export) -> None:
 def as_time(value: object) -> dt.datetime:
     """A landed time as naive UTC (what a TIMESTAMP column holds)."""
     if isinstance(value, dt.datetime):
-        moment = value
-    else:  # Python 3.10 does not read a trailing Z
-        moment = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    return moment
+        moment = value if value.tzinfo is None else value.astimezone(dt.timezone.utc)
+        return moment.replace(tzinfo=None)
+    return parse_timestamp(value).replace(tzinfo=None)
 
 
 def served_time(value: int) -> dt.datetime:
-    """A time the simulator served in milliseconds, as naive UTC."""
-    return (EPOCH + dt.timedelta(milliseconds=value)).replace(tzinfo=None)
+    """A time the simulator served (milliseconds), as naive UTC."""
+    return parse_timestamp(value).replace(tzinfo=None)
 
 
 def check_rows(
