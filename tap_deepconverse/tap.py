@@ -77,8 +77,19 @@ CONFIG_SCHEMA = th.PropertiesList(
         th.IntegerType(minimum=1),
         default=24,
         description=(
-            "Length of one export window in hours. A finished window is the unit of progress: "
-            "state is emitted after each."
+            "Length of the first export window in hours, and the shortest window the tap "
+            "assumes the API accepts. Later windows grow while they come back light and shrink "
+            "when dense. A finished window is the unit of progress: state is emitted after each."
+        ),
+    ),
+    th.Property(
+        "max_window_days",
+        th.IntegerType(minimum=1, maximum=366),
+        default=31,
+        description=(
+            "Longest export window in days. Windows grow up to it while the data is light; "
+            "if the API rejects a long window, the tap halves it and keeps the longest length "
+            "accepted."
         ),
     ),
     th.Property(
