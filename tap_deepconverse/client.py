@@ -33,6 +33,7 @@ from tap_deepconverse.errors import (
     RequestRejectedError,
 )
 from tap_deepconverse.timestamps import UTC
+from tap_deepconverse.windows import Window
 
 # Spacing margin: remote clocks and queues are not ours, so stay a little under the limit.
 RATE_MARGIN = 1.05
@@ -163,14 +164,12 @@ def backoff_delays() -> Generator[float, BaseException | None, None]:
         error = yield delay
 
 
-class _Envelope(msgspec.Struct):
-    """A 200 answer: the records stay raw JSON (checked, not yet turned into objects)."""
+_object = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_raw_list = msgspec.json.Decoder(list[msgspec.Raw])
 
-    data: msgspec.Raw
-    cursor: Any = None
-
-
-_envelope = msgspec.json.Decoder(_Envelope)
+# Where the cursor is read. The contract never shows its key; this is the natural reading.
+# Completeness does not rest on it: see ``Page.maybe_truncated``.
+CURSOR_KEY = "cursor"
 
 
 @dataclass(frozen=True)
@@ -178,12 +177,25 @@ class Page:
     """One page as fetched. Its records are kept as JSON text until they are emitted: a
     buffered page then costs its size in bytes, several times less than as Python objects."""
 
-    data: msgspec.Raw
+    data: list[msgspec.Raw]
     cursor: str | None
+    keys: tuple[str, ...] = ()  # the answer's top-level keys, to report an unknown shape
+    # Top-level keys besides the records and the cursor that hold a value: where a cursor
+    # under another name could be.
+    unexplained_keys: tuple[str, ...] = ()
     fetched_at: datetime.datetime = field(default_factory=lambda: datetime.datetime.now(UTC))
 
+    @property
+    def count(self) -> int:
+        return len(self.data)
+
+    @property
+    def size(self) -> int:
+        """Bytes of JSON held."""
+        return sum(len(raw) for raw in self.data)
+
     def records(self) -> list[Any]:
-        records: list[Any] = msgspec.json.decode(self.data)  # an array: checked in parse_page
+        records: list[Any] = msgspec.json.decode(b"[" + b",".join(self.data) + b"]")
         return records
 
 
@@ -191,18 +203,40 @@ def parse_page(body: bytes) -> Page:
     """The cursor and raw records of a 200 answer; a body that is not one is worth retrying.
     The whole body is validated as JSON here, inside the retry loop."""
     try:
-        envelope = _envelope.decode(body)
+        document = _object.decode(body)
     except msgspec.ValidationError as exc:
-        raise RetriableError(f"answered 200 without a 'data' array ({exc})") from exc
+        raise RetriableError("answered 200 with JSON that is not an object") from exc
     except msgspec.DecodeError as exc:
         message = f"answered 200 with a body that is not JSON ({len(body)} bytes)"
         raise RetriableError(message) from exc
-    if bytes(memoryview(envelope.data)[:1]) != b"[":
+    raw_data = document.get("data")
+    try:
+        data = _raw_list.decode(raw_data) if raw_data is not None else None
+    except msgspec.ValidationError:
+        data = None
+    if data is None:
         raise RetriableError("answered 200 without a 'data' array")
-    cursor = envelope.cursor
-    if cursor is not None and not isinstance(cursor, str):
+    raw_cursor = document.get(CURSOR_KEY)
+    cursor = msgspec.json.decode(raw_cursor) if raw_cursor is not None else None
+    if isinstance(cursor, int | float) and not isinstance(cursor, bool):
         cursor = str(cursor)
-    return Page(envelope.data, cursor or None)
+    elif not isinstance(cursor, str):
+        cursor = None  # an object or a flag cannot be sent back as a query parameter
+    unexplained = tuple(
+        key
+        for key, raw in document.items()
+        if key not in ("data", CURSOR_KEY) and _holds_value(msgspec.json.decode(raw))
+    )
+    return Page(data, cursor or None, tuple(document), unexplained)
+
+
+def _holds_value(value: object) -> bool:
+    """Whether a JSON value holds anything but nulls and empty containers."""
+    if isinstance(value, dict):
+        return any(_holds_value(member) for member in value.values())
+    if isinstance(value, list):
+        return any(_holds_value(member) for member in value)
+    return value is not None
 
 
 def api_error_text(response: requests.Response) -> str:
@@ -248,6 +282,13 @@ class Query:
     endpoint: str
     bot_name: str
     params: Mapping[str, str | int]
+    window: Window
+
+    def over(self, window: Window) -> Query:
+        """The same query over another window."""
+        start_time, end_time = window.request_bounds
+        params = {**self.params, "start_time": start_time, "end_time": end_time}
+        return Query(self.endpoint, self.bot_name, params, window)
 
     def describe(self) -> str:
         start, end = self.params.get("start_time"), self.params.get("end_time")
@@ -341,7 +382,8 @@ class ExportClient:
             )
         raise RequestRejectedError(
             f"The Export API rejected the request for {query.describe()} "
-            f"(HTTP {status}): {api_error_text(response)}"
+            f"(HTTP {status}): {api_error_text(response)}",
+            status=status,
         )
 
     def _on_retry(self, details: Any) -> None:  # noqa: ANN401 - backoff's details dict

@@ -16,6 +16,10 @@ class ApiKeyRejectedError(DeepConverseError):
 class RequestRejectedError(DeepConverseError):
     """HTTP 400/404 and other client errors: retrying the same request cannot help."""
 
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
 
 class ApiUnavailableError(DeepConverseError):
     """The retry budget ran out: the API kept failing or could not be reached."""
@@ -23,6 +27,11 @@ class ApiUnavailableError(DeepConverseError):
 
 class PaginationError(DeepConverseError):
     """The API sent a cursor it had already sent for the same window."""
+
+
+class IncompleteWindowError(DeepConverseError):
+    """A window cannot be split any further and the API still sends a full page without a
+    cursor the tap can follow: records would be left behind."""
 
 
 class StateError(DeepConverseError):

@@ -1,30 +1,76 @@
-"""Fetch several jobs at once and hand their items back strictly in job order.
+"""Fetch many windows at once and hand each partition's windows back in order.
 
-The tap uses it to keep several export windows in flight, so slow answers overlap under
-the per-endpoint rate limit, while records and state still come out window by window.
-Memory stays bounded: at most ``max_parallel`` jobs run ahead of the consumer and each
-buffers at most ``max_buffered`` items (pages).
+The tap keeps several export windows in flight, so slow answers overlap under the
+per-endpoint rate limit, while records and state still come out bot by bot, window by
+window. A :class:`Pipeline` starts jobs (windows) as a :class:`JobSource` plans them, up to
+``max_parallel`` fetching at once; the consumer reads one partition (bot) at a time, its
+jobs in the order they were planned.
+
+Memory is bounded in bytes, not pages: every fetched page that waits for the consumer is
+counted against one :class:`ByteBudget` shared by the run. A producer waits while the budget
+is spent, except the one whose job the consumer is reading, which may always hold one page:
+so the consumer always progresses and nothing deadlocks.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from typing import Generic, TypeVar
+from collections.abc import Callable, Hashable, Iterator
+from typing import Generic, Protocol, TypeVar
 
 J = TypeVar("J")
 T = TypeVar("T")
+K = TypeVar("K", bound=Hashable)
+J_co = TypeVar("J_co", covariant=True)
 
 _POLL_SECONDS = 0.2
+# Jobs started but not yet read, per max_parallel: keeps quiet bots' small windows flowing
+# while bounding how far the fetching runs ahead of the consumer.
+AHEAD_PER_SLOT = 4
 
 
-class _Item(Generic[T]):
-    __slots__ = ("value",)
+class ByteBudget:
+    """Bytes of fetched pages held for the consumer, across every pipeline of a run."""
 
-    def __init__(self, value: T) -> None:
-        self.value = value
+    def __init__(self, limit: int) -> None:
+        if limit <= 0:
+            raise ValueError("the byte budget must be positive")
+        self.limit = limit
+        self.used = 0
+        self.peak = 0
+        self.changed = threading.Condition()
+
+    def take(self, size: int, exempt: Callable[[], bool], stop: threading.Event) -> bool:
+        """Wait until ``size`` bytes fit (or ``exempt()`` holds), then count them. False when
+        ``stop`` was set while waiting."""
+        with self.changed:
+            while self.used + size > self.limit and not exempt():
+                if stop.is_set():
+                    return False
+                self.changed.wait(_POLL_SECONDS)
+            self.used += size
+            self.peak = max(self.peak, self.used)
+            return True
+
+    def give(self, size: int) -> None:
+        with self.changed:
+            self.used -= size
+            self.changed.notify_all()
+
+    def wake(self) -> None:
+        with self.changed:
+            self.changed.notify_all()
+
+
+class JobSource(Protocol[K, J_co]):
+    """Plans jobs. Called under the pipeline's lock, never from two threads at once."""
+
+    def next_job(self, only: K | None = None) -> tuple[K, J_co] | None:
+        """A job to start now (of partition ``only`` if given), or None if none can be."""
+
+    def exhausted(self, key: K) -> bool:
+        """True when partition ``key`` will have no further job."""
 
 
 class _Failed:
@@ -37,85 +83,135 @@ class _Failed:
 _DONE = object()
 
 
-class _Job(Generic[J, T]):
-    """One job's worker thread and the queue it fills."""
+class _Job(Generic[K, J, T]):
+    """One job's worker thread and the items it fetched, waiting for the consumer."""
 
-    def __init__(
-        self,
-        job: J,
-        produce: Callable[[J], Iterable[T]],
-        max_buffered: int,
-        stop: threading.Event,
-    ) -> None:
+    def __init__(self, key: K, job: J, pipeline: Pipeline[K, J, T]) -> None:
+        self.key = key
         self.job = job
-        self._queue: queue.Queue[_Item[T] | _Failed | object] = queue.Queue(max_buffered)
-        self._stop = stop
+        self.reading = False  # set when the consumer reads this job: it may always progress
+        self._pipeline = pipeline
+        self._items: deque[tuple[object, int]] = deque()
+        self._ready = threading.Condition()
         # Daemon: a worker blocked in a slow request must not keep a stopped tap alive.
-        self._thread = threading.Thread(
-            target=self._run, args=(produce,), name=f"prefetch-{job}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name=f"fetch-{job}", daemon=True)
+
+    def start(self) -> None:
         self._thread.start()
 
-    def _run(self, produce: Callable[[J], Iterable[T]]) -> None:
+    def _run(self) -> None:
+        pipeline = self._pipeline
         try:
-            for value in produce(self.job):
-                if not self._put(_Item(value)):
+            for value in pipeline.produce(self.job):
+                if not self._put(value, pipeline.size(value)):
                     return
-            self._put(_DONE)
+            self._put(_DONE, 0)
         except BaseException as exc:  # handed to the consumer, re-raised there
-            self._put(_Failed(exc))
+            self._put(_Failed(exc), 0)
+        finally:
+            pipeline.job_finished()
 
-    def _put(self, entry: object) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(entry, timeout=_POLL_SECONDS)
-            except queue.Full:
-                continue
-            return True
-        return False
+    def _exempt(self) -> bool:
+        return self.reading and not self._items
+
+    def _put(self, entry: object, size: int) -> bool:
+        if size and not self._pipeline.budget.take(size, self._exempt, self._pipeline.stop):
+            return False
+        with self._ready:
+            self._items.append((entry, size))
+            self._ready.notify()
+        return True
 
     def items(self) -> Iterator[T]:
+        self.reading = True
+        budget = self._pipeline.budget
+        budget.wake()
         while True:
-            try:
-                entry = self._queue.get(timeout=_POLL_SECONDS)
-            except queue.Empty:
-                continue
+            with self._ready:
+                while not self._items:
+                    self._ready.wait(_POLL_SECONDS)
+                entry, size = self._items.popleft()
+            if size:
+                budget.give(size)
             if entry is _DONE:
                 return
             if isinstance(entry, _Failed):
                 raise entry.error
-            assert isinstance(entry, _Item)
-            yield entry.value
+            yield entry  # type: ignore[misc]  # anything else is a produced item
 
 
-def ordered_prefetch(
-    jobs: Iterable[J],
-    produce: Callable[[J], Iterable[T]],
-    *,
-    max_parallel: int,
-    max_buffered: int,
-) -> Iterator[tuple[J, Iterator[T]]]:
-    """Yield ``(job, items)`` in job order while up to ``max_parallel`` jobs are produced in
-    background threads. Consume each ``items`` fully before asking for the next job. A job
-    that fails raises its error from its ``items``, after the items it produced before."""
-    if max_parallel < 1 or max_buffered < 1:
-        raise ValueError("max_parallel and max_buffered must be at least 1")
-    stop = threading.Event()
-    waiting = iter(jobs)
-    running: deque[_Job[J, T]] = deque()
+class Pipeline(Generic[K, J, T]):
+    """Jobs from a :class:`JobSource`, produced in background threads, read per partition."""
 
-    def start_next() -> None:
-        for job in waiting:
-            running.append(_Job(job, produce, max_buffered, stop))
-            return
+    def __init__(
+        self,
+        source: JobSource[K, J],
+        produce: Callable[[J], Iterator[T]],
+        *,
+        size: Callable[[T], int],
+        max_parallel: int,
+        budget: ByteBudget,
+    ) -> None:
+        if max_parallel < 1:
+            raise ValueError("max_parallel must be at least 1")
+        self.source = source
+        self.produce = produce
+        self.size = size
+        self.budget = budget
+        self.max_parallel = max_parallel
+        self.stop = threading.Event()
+        self._lock = threading.Condition()
+        self._running = 0
+        self._waiting: dict[K, deque[_Job[K, J, T]]] = {}
 
-    try:
-        for _ in range(max_parallel):
-            start_next()
-        while running:
-            current = running.popleft()
+    def _start(self, key: K, job: J) -> None:
+        started = _Job(key, job, self)
+        self._waiting.setdefault(key, deque()).append(started)
+        self._running += 1
+        started.start()
+
+    def _fill(self) -> None:
+        """Start what the source can plan, within the limits. Holds the lock."""
+        ahead = AHEAD_PER_SLOT * self.max_parallel
+        while not self.stop.is_set() and self._running < self.max_parallel:
+            if sum(len(jobs) for jobs in self._waiting.values()) >= ahead:
+                return
+            planned = self.source.next_job()
+            if planned is None:
+                return
+            self._start(*planned)
+
+    def fill(self) -> None:
+        with self._lock:
+            self._fill()
+
+    def job_finished(self) -> None:
+        with self._lock:
+            self._running -= 1
+            self._fill()
+            self._lock.notify_all()
+
+    def partition(self, key: K) -> Iterator[tuple[J, Iterator[T]]]:
+        """The jobs of partition ``key`` in planning order, each with its items. Read each
+        ``items`` fully before asking for the next job."""
+        while True:
+            with self._lock:
+                jobs = self._waiting.setdefault(key, deque())
+                while not jobs:
+                    if self.source.exhausted(key):
+                        return
+                    # The consumer waits on this partition: start its next job even beyond
+                    # max_parallel, so that it never waits on jobs it does not read.
+                    planned = self.source.next_job(only=key)
+                    if planned is not None:
+                        self._start(*planned)
+                    else:
+                        self._lock.wait(_POLL_SECONDS)
+                current = jobs.popleft()
+                self._fill()
             yield current.job, current.items()
-            start_next()
-    finally:
-        # Reached on normal end and when the consumer stops early (error, signal).
-        stop.set()
+
+    def close(self) -> None:
+        """Stop every producer (reached on normal end, on error and on signals)."""
+        self.stop.set()
+        self.budget.wake()

@@ -9,9 +9,11 @@ are not all out.
 from __future__ import annotations
 
 import datetime
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from functools import cached_property
+from http import HTTPStatus
 from typing import Any, ClassVar
 
 from singer_sdk import Stream
@@ -19,8 +21,9 @@ from singer_sdk import typing as th
 from singer_sdk.helpers.types import Context
 from singer_sdk.singerlib import RecordMessage
 
-from tap_deepconverse.client import Counters, ExportClient, Page, Query
-from tap_deepconverse.prefetch import ordered_prefetch
+from tap_deepconverse.client import CURSOR_KEY, Counters, ExportClient, Page, Query
+from tap_deepconverse.errors import IncompleteWindowError, RequestRejectedError
+from tap_deepconverse.prefetch import ByteBudget, Pipeline
 from tap_deepconverse.timestamps import (
     EPOCH,
     TimestampError,
@@ -30,10 +33,77 @@ from tap_deepconverse.timestamps import (
     parse_timestamp,
     to_unix_seconds,
 )
-from tap_deepconverse.windows import RecentIds, Window, plan_windows, resume_from
+from tap_deepconverse.windows import (
+    RecentIds,
+    Window,
+    WindowLimit,
+    WindowPlanner,
+    halves,
+    resume_from,
+    target_records,
+)
 
-# Pages buffered per window in flight: bounds memory while keeping the pipe full.
-PAGES_BUFFERED_PER_WINDOW = 8
+DAY_SECONDS = 86_400
+# Fetched pages waiting to be written, across both streams: the tap's memory beyond this is
+# about one page per window in flight.
+BUFFER_BUDGET_BYTES = 16 * 1024 * 1024
+
+
+class AnswerShape:
+    """What the run has learnt about the shape of the API's answers (one API, both endpoints)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.cursor_seen = False
+        self.split_seen = False
+        self._warned = False
+
+    @property
+    def paging_trusted(self) -> bool:
+        """False once a full page came with nothing to follow and no cursor ever came."""
+        return self.cursor_seen or not self.split_seen
+
+    def warn_once(self) -> bool:
+        with self._lock:
+            first, self._warned = not self._warned, True
+            return first
+
+
+ANSWER_SHAPE = AnswerShape()
+_budget: list[ByteBudget] = []
+
+
+def shared_budget() -> ByteBudget:
+    """The run's one budget of buffered bytes, shared by the streams fetching at once."""
+    if not _budget:
+        _budget.append(ByteBudget(BUFFER_BUDGET_BYTES))
+    return _budget[0]
+
+
+class WindowSource:
+    """Plans the next window to fetch across bots: the first bot, in the order they are
+    written, whose planner can plan one now."""
+
+    def __init__(self, planners: dict[str, WindowPlanner], limit: WindowLimit) -> None:
+        self.planners = planners
+        self.limit = limit
+        self._lock = threading.Lock()
+
+    def next_job(self, only: str | None = None) -> tuple[str, tuple[str, Window]] | None:
+        with self._lock:
+            for bot, planner in self.planners.items():
+                if (only is None or bot == only) and planner.ready:
+                    return bot, (bot, planner.next_window(self.limit.longest))
+            return None
+
+    def exhausted(self, key: str) -> bool:
+        with self._lock:
+            return self.planners[key].done
+
+    def observe(self, bot: str, window: Window, records: int, target: float) -> None:
+        with self._lock:
+            self.planners[bot].observe(window, records, target_records=target)
+
 
 EXTRA_FIELD = "_extra"
 EXTRA_PROPERTY = th.Property(
@@ -116,8 +186,8 @@ class ExportStream(Stream):
 
     # Planning
 
-    def plan(self, context: Context) -> list[Window]:
-        """The windows this run exports for one bot."""
+    def planner(self, context: Context) -> WindowPlanner:
+        """The planner of one bot's windows for this run, from the state it started with."""
         config = self.config
         start_date = to_unix_seconds(parse_timestamp(config["start_date"]))
         end_date = config.get("end_date")
@@ -125,64 +195,162 @@ class ExportStream(Stream):
         bookmark_text = self.get_context_state(context).get("replication_key_value")
         bookmark = to_unix_seconds(parse_timestamp(bookmark_text)) if bookmark_text else None
         start = resume_from(start_date, bookmark, int(config["lookback_minutes"]) * 60)
-        return plan_windows(start, stop, int(config["window_hours"]) * 3600)
+        return WindowPlanner(
+            start,
+            stop,
+            first_length=int(config["window_hours"]) * 3600,
+            longest=int(config["max_window_days"]) * DAY_SECONDS,
+        )
 
-    def queries(self, bot_name: str, window: Window) -> list[Query]:
-        """The paged queries that together return one window."""
+    @cached_property
+    def window_limit(self) -> WindowLimit:
+        return WindowLimit(trusted=int(self.config["window_hours"]) * 3600)
+
+    @cached_property
+    def windows(self) -> WindowSource:
+        """Every bot's planner, made once per run."""
+        planners = {context["bot_name"]: self.planner(context) for context in self.partitions}
+        return WindowSource(planners, self.window_limit)
+
+    @cached_property
+    def pipeline(self) -> Pipeline[str, tuple[str, Window], Page]:
+        """Windows fetched ahead across bots; started on first use, closed after the sync."""
+        pipeline: Pipeline[str, tuple[str, Window], Page] = Pipeline(
+            self.windows,
+            lambda job: self.window_pages(*job),
+            size=lambda page: page.size,
+            max_parallel=int(self.config["max_parallel_windows"]),
+            budget=shared_budget(),
+        )
+        pipeline.fill()
+        return pipeline
+
+    def query(self, bot_name: str, window: Window, **extra: str) -> Query:
+        """The paged query of one window (or piece of one)."""
         start_time, end_time = window.request_bounds
         params: dict[str, str | int] = {
             "bot_name": bot_name,
             "start_time": start_time,
             "end_time": end_time,
             "per_page": int(self.config["page_size"]),
+            **extra,
         }
-        return [Query(self.name, bot_name, params)]
+        return Query(self.name, bot_name, params, window)
+
+    def queries(self, bot_name: str, window: Window) -> list[Query]:
+        """The paged queries that together return one window."""
+        return [self.query(bot_name, window)]
 
     # Extraction
 
     def window_pages(self, bot_name: str, window: Window) -> Iterator[Page]:
+        """Every page of one window; tells the planner how many records it held."""
+        records = 0
         for query in self.queries(bot_name, window):
-            for page in self.client.pages(query):
+            for page in self.query_pages(query):
                 self.counters.add(pages=1)
+                records += page.count
                 yield page
-
-    @cached_property
-    def plans(self) -> dict[str, list[Window]]:
-        """Each bot's windows, planned once per run from the state it started with."""
-        return {context["bot_name"]: self.plan(context) for context in self.partitions}
-
-    @cached_property
-    def fetched_windows(self) -> Iterator[tuple[tuple[str, Window], Iterator[Page]]]:
-        """Every bot's windows in the order the SDK syncs the bots, fetched ahead as one
-        pipeline so that it stays full from one bot to the next."""
-        jobs = [(bot_name, window) for bot_name, plan in self.plans.items() for window in plan]
-        return ordered_prefetch(
-            jobs,
-            lambda job: self.window_pages(*job),
-            max_parallel=int(self.config["max_parallel_windows"]),
-            max_buffered=PAGES_BUFFERED_PER_WINDOW,
+        self.windows.observe(
+            bot_name,
+            window,
+            records,
+            target_records(
+                int(self.config["page_size"]), cursor_followed=ANSWER_SHAPE.paging_trusted
+            ),
         )
+
+    def query_pages(self, query: Query) -> Iterator[Page]:
+        """Every page of a query, complete whether or not the API's cursor can be followed.
+
+        A first page that is full with no cursor to follow may not be the end: the window is
+        split in two and each half asked again, recursively. A window the API rejects as too
+        long is halved the same way. Pieces come out in time order."""
+        per_page = int(self.config["page_size"])
+        pending = [query]
+        while pending:
+            piece = pending.pop()
+            pages = self.client.pages(piece)
+            try:
+                first = next(pages)
+            except RequestRejectedError as exc:
+                if exc.status != HTTPStatus.BAD_REQUEST or not self.window_limit.may_halve(
+                    piece.window.length
+                ):
+                    raise
+                self.window_limit.reject(piece.window.length)
+                self.logger.warning(
+                    "%s: the Export API rejected a window of %s (%s); halving it.",
+                    self.name,
+                    _length_text(piece.window.length),
+                    exc,
+                )
+                pending.extend(reversed([piece.over(half) for half in halves(piece.window)]))
+                continue
+            if self.window_limit.accept(piece.window.length):
+                self.logger.warning(
+                    "%s: the Export API accepts windows of %s; windows are at most that long "
+                    "for the rest of the run.",
+                    self.name,
+                    _length_text(piece.window.length),
+                )
+            if first.cursor is None and first.count >= per_page:
+                self.report_unfollowed_cursor(piece, first)
+                pending.extend(reversed([piece.over(half) for half in halves(piece.window)]))
+                continue
+            if first.cursor is None and first.count == 0 and first.unexplained_keys:
+                raise IncompleteWindowError(
+                    f"The Export API answered {piece.describe()} with an empty page, no "
+                    f"'{CURSOR_KEY}' and other fields ({', '.join(first.unexplained_keys)}): "
+                    "it may carry the cursor elsewhere, so the tap cannot tell whether the "
+                    "window holds more records. Stopping rather than skipping them; please "
+                    "report the answer's shape."
+                )
+            if first.cursor is not None:
+                ANSWER_SHAPE.cursor_seen = True
+            yield first
+            yield from pages
+
+    def report_unfollowed_cursor(self, query: Query, page: Page) -> None:
+        """A full page came without a cursor to follow: split, or stop if nothing is left to
+        split. Warn once per run, naming the answer's keys for the operator to report."""
+        ANSWER_SHAPE.split_seen = True
+        if query.window.length <= 1:
+            raise IncompleteWindowError(
+                f"The Export API answered {query.describe()} with a full page of "
+                f"{page.count} records and no '{CURSOR_KEY}' to follow (top-level keys: "
+                f"{', '.join(page.keys)}). One second cannot be split further, so records "
+                "would be left behind; stopping. Please report the answer's shape."
+            )
+        if ANSWER_SHAPE.warn_once():
+            self.logger.warning(
+                "The Export API answered a full page (%d records) with no cursor to follow "
+                "under '%s'; its top-level keys are: %s. Windows that come back full are "
+                "split in two until every piece fits one page, so no record is lost, at the "
+                "cost of more requests. Please report this answer's shape.",
+                page.count,
+                CURSOR_KEY,
+                ", ".join(page.keys),
+            )
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         assert context is not None  # always partitioned by bot
         bot_name = context["bot_name"]
-        windows = self.plans[bot_name]
-        if not windows:
+        planner = self.windows.planners[bot_name]
+        first, stop = planner.start, planner.stop
+        if first >= stop:
             self.logger.info("%s for bot '%s': already up to date.", self.name, bot_name)
             return
         self.logger.info(
-            "%s for bot '%s': %d window(s) from %s to %s.",
+            "%s for bot '%s': from %s to %s, in windows sized to the data.",
             self.name,
             bot_name,
-            len(windows),
-            _log_time(windows[0].start),
-            _log_time(windows[-1].end),
+            _log_time(first),
+            _log_time(stop),
         )
         recent = RecentIds()
         started = last = time.monotonic()
-        for done in range(1, len(windows) + 1):
-            (job_bot, window), pages = next(self.fetched_windows)
-            assert job_bot == bot_name, "bots are synced in partition order"
+        for (_, window), pages in self.pipeline.partition(bot_name):
             recent.next_window()
             emitted = odd = duplicates = page_count = 0
             for page in pages:
@@ -210,21 +378,25 @@ class ExportStream(Stream):
                 )
             self.finish_window(context, window)
             now = time.monotonic()
-            left = len(windows) - done
-            eta = (now - started) / done * left
+            done = (window.end - first) / (stop - first)
             self.logger.info(
                 "%s for bot '%s', window %s done: %d records, %d pages, %.1fs; "
-                "%d window(s) left, about %s to go.",
+                "%.0f%% of the bot's range, about %s to go.",
                 self.name,
                 bot_name,
                 _window_text(window),
                 emitted,
                 page_count,
                 now - last,
-                left,
-                _duration(eta),
+                100 * done,
+                _duration((now - started) / done * (1 - done)),
             )
             last = now
+
+    def stop_fetching(self) -> None:
+        """Stop the window pipeline's workers, if it was started."""
+        if "pipeline" in self.__dict__:
+            self.pipeline.close()
 
     def shape(self, raw: object) -> dict[str, Any] | None:
         """The record as the API sent it, with times as RFC 3339 UTC and undeclared fields
@@ -360,14 +532,9 @@ class MessagesStream(ExportStream):
     def queries(self, bot_name: str, window: Window) -> list[Query]:
         """With ``conversation_ids`` set, one query per conversation in each window."""
         conversation_ids: list[str] = self.config.get("conversation_ids") or []
-        queries = super().queries(bot_name, window)
         if not conversation_ids:
-            return queries
-        base = queries[0]
-        return [
-            Query(base.endpoint, bot_name, {**base.params, "conversation_id": conversation_id})
-            for conversation_id in conversation_ids
-        ]
+            return super().queries(bot_name, window)
+        return [self.query(bot_name, window, conversation_id=c) for c in conversation_ids]
 
 
 def _iso(seconds: int) -> str:
@@ -380,6 +547,12 @@ def _log_time(seconds: int) -> str:
 
 def _window_text(window: Window) -> str:
     return f"[{_log_time(window.start)}, {_log_time(window.end)})"
+
+
+def _length_text(seconds: int) -> str:
+    if seconds >= DAY_SECONDS:
+        return f"{seconds / DAY_SECONDS:.3g} days"
+    return f"{seconds / 3600:.3g} hours"
 
 
 def _duration(seconds: float) -> str:

@@ -6,23 +6,30 @@ import atexit
 import io
 import ipaddress
 import json
+import logging
+import os
 import signal
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from types import FrameType
 from typing import IO, Any
 from urllib.parse import urlsplit
 
+import msgspec
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError
+from singer_sdk.helpers._state import StateWriter
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
+from singer_sdk.helpers.types import TapState
 from singer_sdk.plugin_base import JSONSchemaValidator
 from singer_sdk.singerlib import RecordMessage, StateMessage
 
 from tap_deepconverse.errors import DeepConverseError, StateError
-from tap_deepconverse.streams import STREAM_TYPES
+from tap_deepconverse.streams import STREAM_TYPES, ExportStream
+from tap_deepconverse.sync import sync_streams
 from tap_deepconverse.timestamps import TimestampError, parse_timestamp
 
 DEFAULT_API_URL = "https://api.converseapps.com"
@@ -251,26 +258,56 @@ def _partition_problems(name: str, stream: Stream, partition: object) -> list[st
 class RecordBatchingWriter(MsgSpecWriter):
     """msgspec writer that gathers RECORD lines and writes them in blocks, flushing at every
     other message: one write per block instead of one per record (stdout is often unbuffered,
-    e.g. with PYTHONUNBUFFERED), while a STATE still goes out at once, after its records."""
+    e.g. with PYTHONUNBUFFERED), while a STATE still goes out at once, after its records.
+
+    Both streams write from their own threads: one lock orders every message, so a STATE
+    always follows the records gathered before it."""
 
     BLOCK_BYTES = 64 * 1024
 
     def __init__(self) -> None:
         super().__init__()
         self._pending = bytearray()
+        # Re-entrant: the signal handler writes the last STATE from whatever the main
+        # thread was doing, a write included.
+        self._lock = threading.RLock()
         # Records gathered after the last STATE still go out when the run stops on an error.
         atexit.register(self.flush)
 
     def write_message(self, message: Any) -> None:  # noqa: ANN401 - the SDK's Message type
-        self._pending += self.format_message(message)
-        if not isinstance(message, RecordMessage) or len(self._pending) >= self.BLOCK_BYTES:
-            self.flush()
+        with self._lock:
+            self._pending += self.format_message(message)
+            if not isinstance(message, RecordMessage) or len(self._pending) >= self.BLOCK_BYTES:
+                self.flush()
 
     def flush(self) -> None:
-        if self._pending:
-            sys.stdout.buffer.write(self._pending)
-            self._pending.clear()
-        sys.stdout.flush()
+        with self._lock:
+            try:
+                if self._pending:
+                    sys.stdout.buffer.write(self._pending)
+                    self._pending.clear()
+                sys.stdout.flush()
+            except BrokenPipeError:
+                self._pending.clear()
+                # Later writes, Python's own flush at exit included, go nowhere.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                logging.getLogger(TapDeepConverse.name).error(  # noqa: TRY400 - one line
+                    "The target closed its input (broken pipe): stopping. The last STATE "
+                    "it read covers every window it loaded; rerun to go on from there."
+                )
+                raise SystemExit(1) from None
+
+
+class AtomicStateWriter(StateWriter):
+    """The SDK's state writer, made safe for two streams writing at once: the state is
+    copied in one step (msgspec, which does not yield to other threads) instead of by
+    ``deepcopy``, during which the other stream could change it."""
+
+    def write_state(self, state: TapState) -> None:
+        snapshot = msgspec.json.decode(msgspec.json.encode(state))
+        if self._last_emitted_state is None or snapshot != self._last_emitted_state:
+            self._message_writer.write_message(StateMessage(value=snapshot))
+            self._last_emitted_state = snapshot
 
 
 class TapDeepConverse(Tap):
@@ -293,6 +330,27 @@ class TapDeepConverse(Tap):
 
     def discover_streams(self) -> list[Stream]:
         return [stream_type(tap=self) for stream_type in STREAM_TYPES]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - the SDK's
+        super().__init__(*args, **kwargs)
+        self._state_writer = AtomicStateWriter(self.message_writer)
+
+    def sync_all(self) -> None:  # type: ignore[misc]  # both endpoints at once: see sync_streams
+        """Sync the selected streams, both endpoints at once, then log what each cost."""
+        self._reset_state_progress_markers()
+        if self.state:
+            self._state_writer.write_state(self.state)
+        streams = [s for s in self.streams.values() if isinstance(s, ExportStream)]
+        for stream in streams:
+            if not stream.selected:
+                self.logger.info("Skipping deselected stream '%s'.", stream.name)
+        try:
+            sync_streams([s for s in streams if s.selected])
+        finally:
+            for stream in streams:
+                stream.stop_fetching()
+        for stream in streams:
+            stream.log_sync_costs()
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         """Schema checks plus cross-setting checks; messages name the setting, never a secret."""

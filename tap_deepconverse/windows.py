@@ -29,6 +29,10 @@ class Window:
             raise ValueError(f"empty window [{self.start}, {self.end})")
 
     @property
+    def length(self) -> int:
+        return self.end - self.start
+
+    @property
     def request_bounds(self) -> tuple[int, int]:
         """``start_time`` and ``end_time`` to send so that no reading of the bounds loses data."""
         return self.start - EDGE_OVERLAP_SECONDS, self.end
@@ -50,6 +54,107 @@ def resume_from(start_date: int, bookmark: int | None, lookback: int) -> int:
     return max(start_date, bookmark - lookback)
 
 
+def halves(window: Window) -> tuple[Window, Window]:
+    """The two halves of a window at least two seconds long, earlier half first."""
+    middle = window.start + (window.end - window.start) // 2
+    return Window(window.start, middle), Window(middle, window.end)
+
+
+# Adaptive lengths. A window is the unit of paging (pages of one window come one after the
+# other, since each needs the previous cursor), so a dense bot needs several windows to keep
+# requests in flight, while a quiet one wants the longest window: each costs a request.
+PAGES_PER_WINDOW = 4  # records per window aimed at, in pages, while the cursor is followed
+SPLIT_TARGET_FRACTION = 0.5  # ... and in pages when it is not: stay well under a full page
+MAX_GROWTH = 8  # a window is at most this many times longer than the one before
+MIN_WINDOW_SECONDS = 60
+
+
+def next_length(
+    length: int,
+    *,
+    observed_seconds: int,
+    observed_records: int,
+    target_records: float,
+    shortest: int,
+    longest: int,
+) -> int:
+    """The next window's length, from how many records a finished window of
+    ``observed_seconds`` held: the length that would hold ``target_records`` at that density,
+    growing by at most ``MAX_GROWTH`` (a light window may be luck) and shrinking at once.
+    One record is added to the count so that an empty window grows by a bounded factor."""
+    density = (observed_records + 1) / max(observed_seconds, 1)
+    wanted = int(target_records / density)
+    return max(shortest, min(longest, wanted, length * MAX_GROWTH))
+
+
+class WindowPlanner:
+    """Plans one bot's windows of one stream, from ``start`` to ``stop``, one at a time.
+
+    The first window is ``first_length`` long. Each finished window reports its record count
+    (:meth:`observe`) and later windows are sized to it. A window longer than any that has
+    reported is planned only when none is in flight: growing is one step at a time (a guess
+    could be far off), while shorter windows are planned many at once. Windows tile the
+    range in order whatever order they finish in.
+    """
+
+    def __init__(self, start: int, stop: int, *, first_length: int, longest: int) -> None:
+        if first_length <= 0 or longest <= 0:
+            raise ValueError("window lengths must be positive")
+        self.start = self.next_start = start
+        self.stop = stop
+        self.length = min(first_length, longest)
+        self.longest = longest
+        self.proven = 0  # the longest window that has reported
+        self.in_flight = 0
+
+    @property
+    def done(self) -> bool:
+        """True once every window up to ``stop`` has been planned."""
+        return self.next_start >= self.stop
+
+    @property
+    def ready(self) -> bool:
+        """True when a next window can be planned now."""
+        return not self.done and (self.in_flight == 0 or self.length <= self.proven)
+
+    def next_window(self, longest: int | None = None) -> Window:
+        """The next window. ``longest`` lowers the length limit (the API's own limit, once
+        learnt). A window leaves no remainder shorter than half its length: the remainder is
+        joined to it, so a daily run of one day plus the lookback costs one window."""
+        if self.done:
+            raise ValueError("no window left to plan")
+        limit = min(self.longest, longest) if longest else self.longest
+        length = min(self.length, limit)
+        end = min(self.next_start + length, self.stop)
+        if self.stop - end < length // 2 and self.stop - self.next_start <= limit:
+            end = self.stop
+        window = Window(self.next_start, end)
+        self.next_start = end
+        self.in_flight += 1
+        return window
+
+    def observe(self, window: Window, records: int, *, target_records: float) -> None:
+        """A planned window finished with ``records`` records."""
+        self.in_flight -= 1
+        self.proven = max(self.proven, window.length)
+        self.length = next_length(
+            self.length,
+            observed_seconds=window.end - window.start,
+            observed_records=records,
+            target_records=target_records,
+            shortest=MIN_WINDOW_SECONDS,
+            longest=self.longest,
+        )
+
+
+def target_records(per_page: int, *, cursor_followed: bool) -> float:
+    """Records a window should hold: a few pages while the API's cursor is followed; when it
+    cannot be, less than one page, so that windows need no split."""
+    if cursor_followed:
+        return float(PAGES_PER_WINDOW * per_page)
+    return SPLIT_TARGET_FRACTION * per_page
+
+
 class RecentIds:
     """Ids seen in the current and the previous window, to drop the copy of a record fetched
     twice at a shared edge while keeping memory bounded by two windows."""
@@ -68,3 +173,37 @@ class RecentIds:
     def next_window(self) -> None:
         """Forget the older window's ids when a new window begins."""
         self._previous, self._current = self._current, set()
+
+
+class WindowLimit:
+    """The longest window the API accepts, learnt from its answers (it is not documented).
+
+    Windows up to ``trusted`` seconds (``window_hours``) are assumed accepted: a rejection
+    of one is the request's fault, not the length's. A longer window the API rejects is
+    halved and asked again; the limit becomes half the shortest length rejected, which
+    is what the halves then prove accepted.
+    """
+
+    def __init__(self, trusted: int) -> None:
+        self.trusted = trusted
+        self.longest: int | None = None  # None: no rejection seen, no limit known
+        self.rejected_length: int | None = None
+        self._reported = False
+
+    def may_halve(self, length: int) -> bool:
+        """Whether a rejected window of ``length`` seconds is worth halving."""
+        return length > self.trusted
+
+    def reject(self, length: int) -> None:
+        """The API rejected a window of ``length`` seconds (longer than ``trusted``)."""
+        if self.rejected_length is None or length < self.rejected_length:
+            self.rejected_length = length
+            self.longest = max(self.trusted, length // 2)
+
+    def accept(self, length: int) -> bool:
+        """The API accepted a window of ``length`` seconds. True exactly once: when a length
+        at the limit learnt from a rejection is first accepted, which is worth reporting."""
+        if self._reported or self.longest is None or length < self.longest:
+            return False
+        self._reported = True
+        return True

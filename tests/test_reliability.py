@@ -73,7 +73,7 @@ def test_the_limiter_keeps_each_endpoint_at_3_per_second(tap: TapRunner, small_d
     with Simulator(small_dataset, SimulatorOptions(rate_limit=3)) as sim:
         bots = [small_dataset.bots[0]]
         run = tap.run(
-            config_for(sim, bot_names=bots, page_size=40, window_hours=6, max_parallel_windows=6)
+            config_for(sim, bot_names=bots, page_size=5, window_hours=6, max_parallel_windows=6)
         )
         per_endpoint = {e: sim.max_requests_in_any_second(e) for e in STREAMS}
         statuses = [r.status for r in sim.requests]

@@ -10,8 +10,13 @@ from tap_deepconverse.windows import (
     EDGE_OVERLAP_SECONDS,
     RecentIds,
     Window,
+    WindowLimit,
+    WindowPlanner,
+    halves,
+    next_length,
     plan_windows,
     resume_from,
+    target_records,
 )
 
 
@@ -71,3 +76,91 @@ def test_recent_ids_drop_edge_copies_and_forget_older_windows() -> None:
     recent.next_window()
     recent.next_window()
     assert recent.add("a")  # two windows later it is a new record (e.g. updated)
+
+
+DAY = 86_400
+
+
+def test_halves_tile_the_window() -> None:
+    first, second = halves(Window(10, 21))
+    assert (first, second) == (Window(10, 15), Window(15, 21))
+    assert halves(Window(0, 2)) == (Window(0, 1), Window(1, 2))
+
+
+def test_next_length_grows_by_a_bounded_factor_and_shrinks_at_once() -> None:
+    bounds = {"target_records": 4000, "shortest": 60, "longest": 31 * DAY}
+    # Light: one record a day would allow thousands of days; growth is capped at 8 times.
+    assert next_length(DAY, observed_seconds=DAY, observed_records=1, **bounds) == 8 * DAY
+    # ... and never beyond the longest window.
+    assert next_length(8 * DAY, observed_seconds=8 * DAY, observed_records=3, **bounds) == 31 * DAY
+    # Dense: 40,000 records a day means a tenth of a day holds the target.
+    dense = next_length(DAY, observed_seconds=DAY, observed_records=39_999, **bounds)
+    assert dense == DAY // 10
+    # Never below the shortest window.
+    assert next_length(600, observed_seconds=600, observed_records=10**9, **bounds) == 60
+
+
+def test_planner_tiles_the_range_and_waits_for_the_first_window() -> None:
+    planner = WindowPlanner(0, 60 * DAY, first_length=DAY, longest=31 * DAY)
+    first = planner.next_window()
+    assert first == Window(0, DAY)
+    assert not planner.ready  # no second guess before the first window reports
+    planner.observe(first, 0, target_records=4000)
+    windows = [first]
+    while planner.ready:
+        window = planner.next_window()
+        windows.append(window)
+        planner.observe(window, 0, target_records=4000)
+    assert planner.done
+    assert all(a.end == b.start for a, b in itertools.pairwise(windows))
+    assert windows[-1].end == 60 * DAY
+    assert [w.length for w in windows[:3]] == [DAY, 8 * DAY, 31 * DAY]
+    assert len(windows) == 4  # the last, 20 days, is what is left
+
+
+def test_planner_shrinks_for_dense_data_and_keeps_several_windows_in_flight() -> None:
+    planner = WindowPlanner(0, 10 * DAY, first_length=DAY, longest=31 * DAY)
+    first = planner.next_window()
+    planner.observe(first, 40_000, target_records=4000)  # 40 pages in a day
+    in_flight = [planner.next_window() for _ in range(8)]
+    assert all(w.length == DAY * 4000 // 40_001 for w in in_flight)
+    assert planner.ready  # planning goes on while these are fetched
+
+
+def test_planner_joins_a_short_remainder() -> None:
+    # A daily run: one day plus the hour of lookback is one window, not two.
+    planner = WindowPlanner(0, DAY + 3600, first_length=DAY, longest=31 * DAY)
+    assert planner.next_window() == Window(0, DAY + 3600)
+    assert planner.done
+    # ... but never beyond the longest window.
+    planner = WindowPlanner(0, DAY + 3600, first_length=DAY, longest=DAY)
+    assert planner.next_window() == Window(0, DAY)
+
+
+def test_planner_respects_a_learnt_limit() -> None:
+    planner = WindowPlanner(0, 100 * DAY, first_length=DAY, longest=31 * DAY)
+    planner.observe(planner.next_window(), 0, target_records=4000)
+    assert planner.next_window(longest=3 * DAY).length == 3 * DAY
+
+
+def test_target_records_stay_under_a_page_without_a_cursor() -> None:
+    assert target_records(1000, cursor_followed=True) == 4000
+    assert target_records(1000, cursor_followed=False) < 1000
+
+
+def test_window_limit_learns_from_rejections() -> None:
+    limit = WindowLimit(trusted=DAY)
+    assert limit.longest is None
+    assert not limit.may_halve(DAY)  # a rejected window_hours window is the request's fault
+    assert limit.may_halve(DAY + 1)
+    limit.reject(31 * DAY)
+    assert limit.longest == 31 * DAY // 2
+    limit.reject(31 * DAY // 2)
+    assert limit.longest == 31 * DAY // 4
+    limit.reject(20 * DAY)  # a longer rejection teaches nothing new
+    assert limit.longest == 31 * DAY // 4
+    assert not limit.accept(DAY)  # shorter than the limit: nothing to report
+    assert limit.accept(31 * DAY // 4)  # reported once
+    assert not limit.accept(31 * DAY // 4)
+    limit.reject(DAY + 10)
+    assert limit.longest == DAY  # never below window_hours

@@ -80,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hang-seconds", type=float, default=3.0)
     p.add_argument("--fail-after", type=int, default=None)
     p.add_argument("--rate-limit", type=float, default=3.0, help="per endpoint; 0 = unlimited")
+    p.add_argument(
+        "--cursor-key",
+        default="cursor",
+        help="where answers carry the cursor: a key, a dotted path, or 'none'",
+    )
     p.add_argument("--retry-after", type=_optional_text, default="1", help="'none' = no header")
     return p
 
@@ -98,6 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_window_seconds=args.max_window_seconds,
             rate_limit=args.rate_limit or None,
             retry_after=args.retry_after,
+            cursor_key=args.cursor_key,
             latency=args.latency,
             empty_pages=args.empty_pages,
             fault_rate=args.fault_rate,

@@ -48,6 +48,7 @@ STATS_PATH = "/_simulator/stats"
 ORDERS = ("asc", "desc", "random")
 FAULT_KINDS = ("500", "502", "503", "504", "reset", "timeout", "badjson", "nodata")
 MAX_PER_PAGE = 1000
+NO_CURSOR = "none"
 
 _JSON = "application/json; charset=utf-8"
 _HTML = "text/html; charset=utf-8"
@@ -79,6 +80,9 @@ class SimulatorOptions:
     odd_records: bool = False
     # A broken API that answers every later page with the cursor it was sent (a loop).
     repeat_cursor: bool = False
+    # Where the answer carries the cursor: a top-level key, a dotted path to a nested one
+    # ("pagination.cursor"), or "none": no cursor at all, only the first page of a query.
+    cursor_key: str = "cursor"
     seed: int = 0  # seeds the fault draw and the random order
 
     def __post_init__(self) -> None:
@@ -105,6 +109,14 @@ class SimulatorOptions:
             (
                 self.max_window_seconds is None or self.max_window_seconds >= 0,
                 "max_window_seconds must be >= 0",
+            ),
+            (
+                bool(self.cursor_key) and all(self.cursor_key.split(".")),
+                "cursor_key must be a key, a dotted path or 'none'",
+            ),
+            (
+                not (self.cursor_key == NO_CURSOR and self.empty_pages),
+                "empty_pages needs a cursor: without one nothing follows an empty page",
             ),
         )
         for ok, message in checks:
@@ -419,10 +431,9 @@ class Simulator:
                 {**first, "_id": f"odd{offset:029d}", time_field: "soon"},
             ]
             parts += [json.dumps(r, ensure_ascii=False).encode("utf-8") for r in odd]
-        cursor_json = json.dumps(next_cursor).encode("utf-8")
-        return _Answer(
-            200, b'{"data": [' + b", ".join(parts) + b'], "cursor": ' + cursor_json + b"}"
-        )
+        return _Answer(200, b'{"data": [' + b", ".join(parts) + b"]" + _cursor_part(
+            opts.cursor_key, next_cursor
+        ) + b"}")  # fmt: skip
 
     def _encode(self, endpoint: str, record: Record, time_format: str) -> bytes:
         key = (id(record), endpoint, time_format)
@@ -482,6 +493,21 @@ class _Query:
             [self.endpoint, self.bot, self.start, self.end, self.per_page, self.conversation_id]
         )
         return hashlib.sha256(fixed.encode("utf-8")).hexdigest()[:16]
+
+
+def _cursor_part(cursor_key: str, cursor: str | None) -> bytes:
+    """The answer's members after ``data`` that carry the cursor where ``cursor_key`` says."""
+    if cursor_key == NO_CURSOR:
+        return b""
+    *outer, name = cursor_key.split(".")
+    value: object = {name: cursor}
+    for key in reversed(outer):
+        value = {key: value}
+    assert isinstance(value, dict)
+    return b"".join(
+        b", " + json.dumps(key).encode() + b": " + json.dumps(member).encode()
+        for key, member in value.items()
+    )
 
 
 def _mean_rate(entries: list[RequestLogEntry], endpoint: str) -> float:

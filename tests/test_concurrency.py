@@ -1,0 +1,139 @@
+"""Both endpoints at once, memory bounded by bytes, and state that never runs ahead."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tap_deepconverse.prefetch import ByteBudget, Pipeline
+from tap_deepconverse.simulator import Simulator, SimulatorOptions, generate_dataset
+from tap_deepconverse.timestamps import normalize_timestamp
+from tests.conftest import TapRunner, bookmark, config_for
+from tests.test_export import assert_complete_and_exact
+
+STREAMS = ("conversations", "messages")
+TIME_FIELD = {"conversations": "startTime", "messages": "time"}
+
+
+def test_both_endpoints_are_fetched_at_once_and_state_never_runs_ahead(tap: TapRunner) -> None:
+    dataset = generate_dataset(seed=11, days=4, conversations_per_day=60)
+    options = SimulatorOptions(rate_limit=3, latency=0.2)
+    with Simulator(dataset, options) as sim:
+        run = tap.run(config_for(sim, page_size=25, end_date="2025-01-05T00:00:00Z"))
+        arrivals = {e: [r.arrived for r in sim.requests if r.endpoint == e] for e in STREAMS}
+        statuses = {r.status for r in sim.requests}
+    assert_complete_and_exact(run, dataset)
+    assert 429 not in statuses
+    # The two endpoints' requests overlap in time instead of following each other.
+    overlap = min(max(arrivals[e]) for e in STREAMS) - max(min(arrivals[e]) for e in STREAMS)
+    shorter = min(max(arrivals[e]) - min(arrivals[e]) for e in STREAMS)
+    assert overlap > 0.8 * shorter, (overlap, shorter)
+    # Records of the two streams interleave in the output.
+    streams = [m["stream"] for m in run.messages if m["type"] == "RECORD"]
+    switches = sum(1 for a, b in zip(streams, streams[1:], strict=False) if a != b)
+    assert switches > 2
+    # Every STATE comes after every record it claims, for both streams and every bot.
+    written: dict[tuple[str, str], list[str]] = {}
+    for message in run.messages:
+        if message["type"] == "RECORD":
+            record = message["record"]
+            key = (message["stream"], record["bot_name"])
+            written.setdefault(key, []).append(record["_id"])
+        elif message["type"] == "STATE":
+            for stream in STREAMS:
+                for bot in dataset.bots:
+                    claimed = bookmark(message["value"], stream, bot)
+                    if claimed is None:
+                        continue
+                    records = (
+                        dataset.conversations(bot)
+                        if stream == "conversations"
+                        else dataset.messages(bot)
+                    )
+                    expected = {
+                        r["_id"]
+                        for r in records
+                        if normalize_timestamp(r[TIME_FIELD[stream]]) < claimed
+                    }
+                    missing = expected - set(written.get((stream, bot), []))
+                    assert not missing, f"STATE claims {stream}/{bot} up to {claimed} too early"
+
+
+def test_a_run_of_one_stream_fetches_only_that_endpoint(tap: TapRunner, small_dataset) -> None:
+    with Simulator(small_dataset, SimulatorOptions(rate_limit=None)) as sim:
+        config = config_for(sim, requests_per_second=200, page_size=40)
+        discovered = tap.run(config, extra_args=("--discover",))
+        catalog = json.loads(discovered.stdout)
+        for entry in catalog["streams"]:
+            for metadata in entry["metadata"]:
+                if metadata["breadcrumb"] == []:
+                    metadata["metadata"]["selected"] = entry["tap_stream_id"] == "messages"
+        catalog_path = tap.workdir / "catalog.json"
+        catalog_path.write_text(json.dumps(catalog))
+        run = tap.run(config, extra_args=("--catalog", str(catalog_path)))
+        endpoints = {r.endpoint for r in sim.requests}
+    assert run.exit_code == 0, run.stderr[-2000:]
+    assert endpoints == {"messages"}
+    assert set(run.records) == {"messages"}
+    assert set(run.ids("messages")) == {m["_id"] for m in small_dataset.messages()}
+
+
+class _Windows:
+    """A job source of ``count`` jobs in one partition."""
+
+    def __init__(self, count: int) -> None:
+        self.left = list(range(count))
+
+    def next_job(self, only: str | None = None) -> tuple[str, int] | None:
+        if not self.left or only not in (None, "bot"):
+            return None
+        return "bot", self.left.pop(0)
+
+    def exhausted(self, key: str) -> bool:
+        return not self.left
+
+
+@pytest.mark.parametrize("page_bytes", [10_000, 300_000])
+def test_pages_waiting_for_a_slow_writer_stay_within_the_byte_budget(page_bytes: int) -> None:
+    budget = ByteBudget(1_000_000)
+
+    def produce(job: int) -> Iterator[bytes]:
+        for page in range(5):
+            yield bytes([job % 256, page]) * (page_bytes // 2)
+
+    pipeline: Pipeline[str, int, bytes] = Pipeline(
+        _Windows(30), produce, size=len, max_parallel=8, budget=budget
+    )
+    pipeline.fill()
+    seen: list[tuple[int, int]] = []
+    for job, pages in pipeline.partition("bot"):
+        for page in pages:
+            seen.append((job, page[1]))
+            time.sleep(0.002)  # a writer slower than the fetching
+    pipeline.close()
+    # Everything, in order, and never more held than the budget plus the page being read.
+    assert seen == [(job, page) for job in range(30) for page in range(5)]
+    assert budget.peak <= budget.limit + page_bytes
+    assert budget.used == 0
+
+
+def test_a_failed_job_raises_after_the_items_it_produced() -> None:
+    def produce(job: int) -> Iterator[int]:
+        yield job
+        if job == 2:
+            raise RuntimeError("boom")
+
+    pipeline: Pipeline[str, int, int] = Pipeline(
+        _Windows(5), produce, size=lambda _: 1, max_parallel=3, budget=ByteBudget(100)
+    )
+    got: list[int] = []
+    with pytest.raises(RuntimeError, match="boom"):
+        for _, items in pipeline.partition("bot"):
+            got.extend(items)
+    pipeline.close()
+    assert got == [0, 1, 2]
+    assert threading.active_count() < 20

@@ -1,0 +1,191 @@
+"""End to end: windows sized to the data, complete whatever the cursor's key, and the
+API's longest window learnt from its answers."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from tap_deepconverse.simulator import Simulator, SimulatorOptions, generate_dataset
+from tests.conftest import DAY, START, TapRunner, bookmark, config_for
+from tests.test_export import assert_complete_and_exact
+
+FAST = {"requests_per_second": 200, "page_size": 40, "window_hours": 6}
+STREAMS = ("conversations", "messages")
+
+
+def spans(sim: Simulator, endpoint: str, status: int = 200) -> list[int]:
+    """Lengths of the windows asked for (first pages only), in seconds."""
+    return [
+        int(r.params["end_time"]) - int(r.params["start_time"])
+        for r in sim.requests
+        if r.endpoint == endpoint and r.status == status and "cursor" not in r.params
+    ]
+
+
+@pytest.fixture
+def fast_simulator(small_dataset):
+    with Simulator(small_dataset, SimulatorOptions(rate_limit=None)) as sim:
+        yield sim
+
+
+@pytest.mark.parametrize("cursor_key", ["next_cursor", "pagination.cursor", "none"])
+def test_complete_whatever_the_cursor_key(
+    tap: TapRunner, fast_simulator: Simulator, cursor_key: str
+) -> None:
+    fast_simulator.options.cursor_key = cursor_key
+    fast_simulator.options.bounds = "[]"
+    run = tap.run(config_for(fast_simulator, **FAST))
+    assert_complete_and_exact(run, fast_simulator.dataset)
+    # One warning for the run, naming the answer's top-level keys.
+    warnings = [line for line in run.stderr.splitlines() if "no cursor to follow" in line]
+    assert len(warnings) == 1, warnings
+    top_level = cursor_key.split(".")[0]
+    expected_keys = "data" if cursor_key == "none" else f"data, {top_level}"
+    assert f"its top-level keys are: {expected_keys}." in warnings[0]
+    # Windows learn to stay under a page, so splits do not go on all run long: the
+    # requests stay within a few times the records' pages.
+    requests = sum(1 for r in fast_simulator.requests if r.status == 200)
+    assert requests < 4 * len(fast_simulator.dataset) / 40
+
+
+def test_the_natural_cursor_is_followed_without_warning(
+    tap: TapRunner, fast_simulator: Simulator
+) -> None:
+    run = tap.run(config_for(fast_simulator, **FAST))
+    assert_complete_and_exact(run, fast_simulator.dataset)
+    assert "no cursor to follow" not in run.stderr
+    assert any("cursor" in r.params for r in fast_simulator.requests)
+
+
+def test_a_full_second_without_a_cursor_stops_the_run(
+    tap: TapRunner, fast_simulator: Simulator
+) -> None:
+    fast_simulator.options.cursor_key = "none"
+    run = tap.run(config_for(fast_simulator, **{**FAST, "page_size": 1}))
+    assert run.exit_code == 1
+    assert "One second cannot be split further" in run.stderr
+    assert "Traceback" not in run.stderr
+    # No window was complete, so no STATE claims one.
+    bots = fast_simulator.dataset.bots
+    assert all(
+        bookmark(state, stream, bot) is None
+        for state in run.states
+        for stream in STREAMS
+        for bot in bots
+    )
+
+
+def test_an_empty_page_with_a_cursor_elsewhere_stops_the_run(
+    tap: TapRunner, fast_simulator: Simulator
+) -> None:
+    # Every query's first page is empty and its cursor is where the tap does not look: it
+    # cannot tell an empty window from one with more to come, so it must not go on.
+    fast_simulator.options.cursor_key = "next_cursor"
+    fast_simulator.options.empty_pages = True
+    run = tap.run(config_for(fast_simulator, **FAST))
+    assert run.exit_code == 1
+    assert "may carry the cursor elsewhere" in run.stderr
+    assert "next_cursor" in run.stderr
+    assert not run.records
+
+
+def test_quiet_bots_get_long_windows(tap: TapRunner) -> None:
+    # About two conversations a day across two bots, over 90 days.
+    dataset = generate_dataset(seed=5, days=90, conversations_per_day=2)
+    with Simulator(dataset, SimulatorOptions(rate_limit=None)) as sim:
+        config = config_for(sim, requests_per_second=200, end_date="2025-04-01T00:00:00Z")
+        run = tap.run(config)
+        assert_complete_and_exact(run, dataset)
+        for endpoint in STREAMS:
+            lengths = spans(sim, endpoint)
+            # Per bot: one day, then 8, then 31-day windows: 5 windows for 90 days, where
+            # 24-hour windows took 90.
+            assert len(lengths) <= 5 * len(dataset.bots), lengths
+            assert max(lengths) == 31 * DAY + 1  # one second of overlap before each window
+            assert len([r for r in sim.requests if r.endpoint == endpoint]) == len(lengths)
+
+
+def test_dense_bots_get_short_windows(tap: TapRunner, fast_simulator: Simulator) -> None:
+    dataset = fast_simulator.dataset
+    run = tap.run(config_for(fast_simulator, requests_per_second=200, page_size=10))
+    assert_complete_and_exact(run, dataset)
+    messages = [r for r in fast_simulator.requests if r.endpoint == "messages"]
+    lengths = spans(fast_simulator, "messages")
+    assert min(lengths) < 6 * 3600  # shorter than the first window, sized to ~4 pages each
+    # Requests stay close to the floor: the records in pages of 10.
+    floor = sum(-(-dataset.count("messages", bot) // 10) for bot in dataset.bots)
+    assert len(messages) <= 1.35 * floor, (len(messages), floor)
+
+
+def test_a_daily_run_costs_one_request_per_bot_and_stream(
+    tap: TapRunner, fast_simulator: Simulator
+) -> None:
+    daily_config = {**FAST, "window_hours": 24}
+    first = tap.run(config_for(fast_simulator, **daily_config, end_date="2025-01-03T00:00:00Z"))
+    assert first.exit_code == 0
+    fast_simulator.reset_log()
+    daily = tap.run(config_for(fast_simulator, **daily_config), first.final_state)
+    assert daily.exit_code == 0
+    requests = [r for r in fast_simulator.requests if r.endpoint in STREAMS]
+    # One day plus the hour of lookback is one window: one request per bot and endpoint
+    # (plus the pages a day of this dense data needs at 40 a page).
+    first_pages = [r for r in requests if "cursor" not in r.params]
+    assert len(first_pages) == 2 * len(fast_simulator.dataset.bots)
+    assert {int(r.params["start_time"]) for r in first_pages} == {START + 2 * DAY - 3600 - 1}
+
+
+def test_a_window_the_api_finds_too_long_is_halved_and_the_limit_kept(tap: TapRunner) -> None:
+    dataset = generate_dataset(seed=5, days=90, conversations_per_day=2)
+    limit = 5 * DAY
+    options = SimulatorOptions(rate_limit=None, max_window_seconds=limit)
+    with Simulator(dataset, options) as sim:
+        config = config_for(sim, requests_per_second=200, end_date="2025-04-01T00:00:00Z")
+        run = tap.run(config)
+        assert_complete_and_exact(run, dataset)
+        for endpoint in STREAMS:
+            assert max(spans(sim, endpoint)) <= limit
+            rejected = spans(sim, endpoint, status=400)
+            assert rejected, "the tap never tried a longer window"
+            # Learnt once per run: a few rejections while windows in flight learn, not one
+            # per window.
+            assert len(rejected) <= 8, rejected
+    learnt = [line for line in run.stderr.splitlines() if "accepts windows of" in line]
+    assert len(learnt) == 2, learnt  # once per endpoint
+    # Eight days (the second window) were refused, four accepted.
+    assert all("accepts windows of 4 days" in line for line in learnt)
+
+
+def test_a_rejected_window_of_window_hours_stays_fatal(
+    tap: TapRunner, fast_simulator: Simulator
+) -> None:
+    fast_simulator.options.max_window_seconds = 3600
+    run = tap.run(config_for(fast_simulator, **FAST))
+    assert run.exit_code == 1
+    assert "rejected the request" in run.stderr
+    assert "HTTP 400" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_a_target_that_stops_reading_gets_one_clear_line(
+    tap: TapRunner, fast_simulator: Simulator
+) -> None:
+    config_args = tap._files(config_for(fast_simulator, **{**FAST, "page_size": 5}), None)
+    process = subprocess.Popen(
+        tap.command(*config_args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=tap.env(),
+    )
+    assert process.stdout is not None
+    process.stdout.readline()
+    process.stdout.close()  # the target goes away
+    _, stderr_bytes = process.communicate(timeout=60)
+    stderr = stderr_bytes.decode()
+    assert process.returncode != 0
+    lines = [line for line in stderr.splitlines() if "broken pipe" in line]
+    assert len(lines) == 1, stderr[-3000:]
+    assert "The target closed its input" in lines[0]
+    assert "Traceback" not in stderr
+    assert "unhandled error" not in stderr
