@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -34,7 +35,7 @@ def test_both_endpoints_are_fetched_at_once_and_state_never_runs_ahead(tap: TapR
     assert overlap > 0.8 * shorter, (overlap, shorter)
     # Records of the two streams interleave in the output.
     streams = [m["stream"] for m in run.messages if m["type"] == "RECORD"]
-    switches = sum(1 for a, b in zip(streams, streams[1:], strict=False) if a != b)
+    switches = sum(1 for a, b in itertools.pairwise(streams) if a != b)
     assert switches > 2
     # Every STATE comes after every record it claims, for both streams and every bot.
     written: dict[tuple[str, str], list[str]] = {}
@@ -131,9 +132,13 @@ def test_a_failed_job_raises_after_the_items_it_produced() -> None:
         _Windows(5), produce, size=lambda _: 1, max_parallel=3, budget=ByteBudget(100)
     )
     got: list[int] = []
-    with pytest.raises(RuntimeError, match="boom"):
+
+    def read_all() -> None:
         for _, items in pipeline.partition("bot"):
             got.extend(items)
+
+    with pytest.raises(RuntimeError, match="boom"):
+        read_all()
     pipeline.close()
     assert got == [0, 1, 2]
     assert threading.active_count() < 20

@@ -41,7 +41,7 @@ def test_complete_whatever_the_cursor_key(
     # One warning for the run, naming the answer's top-level keys.
     warnings = [line for line in run.stderr.splitlines() if "no cursor to follow" in line]
     assert len(warnings) == 1, warnings
-    top_level = cursor_key.split(".")[0]
+    top_level = cursor_key.split(".", maxsplit=1)[0]
     expected_keys = "data" if cursor_key == "none" else f"data, {top_level}"
     assert f"its top-level keys are: {expected_keys}." in warnings[0]
     # Windows learn to stay under a page, so splits do not go on all run long: the
