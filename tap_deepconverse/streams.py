@@ -1,19 +1,18 @@
 """The two export streams, and the window-by-window extraction they share.
 
-Each bot is a state partition. A run walks that bot's windows in order; several windows
-are fetched at once (``max_parallel_windows``) but records and the bookmark after each
-window come out in window order, so a STATE message never claims a window whose records
-are not all out.
+Each bot is a state partition. A run walks that bot's windows in order: their lengths are
+planned as the data comes (``windows.WindowPlanner``), several are fetched at once
+(``max_parallel_windows``, across bots), and each is fetched completely whatever the API
+does with its cursor (``fetching``). Records and the bookmark after each window still come
+out in window order, so a STATE message never claims a window whose records are not all out.
 """
 
 from __future__ import annotations
 
 import datetime
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from functools import cached_property
-from http import HTTPStatus
 from typing import Any, ClassVar
 
 from singer_sdk import Stream
@@ -21,9 +20,9 @@ from singer_sdk import typing as th
 from singer_sdk.helpers.types import Context
 from singer_sdk.singerlib import RecordMessage
 
-from tap_deepconverse.client import CURSOR_KEY, Counters, ExportClient, Page, Query
-from tap_deepconverse.errors import IncompleteWindowError, RequestRejectedError
-from tap_deepconverse.prefetch import ByteBudget, Pipeline
+from tap_deepconverse.client import Counters, ExportClient, Page, Query
+from tap_deepconverse.fetching import DAY_SECONDS, WindowFetcher, WindowSource, shared_budget
+from tap_deepconverse.prefetch import Pipeline
 from tap_deepconverse.timestamps import (
     EPOCH,
     TimestampError,
@@ -33,77 +32,7 @@ from tap_deepconverse.timestamps import (
     parse_timestamp,
     to_unix_seconds,
 )
-from tap_deepconverse.windows import (
-    RecentIds,
-    Window,
-    WindowLimit,
-    WindowPlanner,
-    halves,
-    resume_from,
-    target_records,
-)
-
-DAY_SECONDS = 86_400
-# Fetched pages waiting to be written, across both streams: the tap's memory beyond this is
-# about one page per window in flight.
-BUFFER_BUDGET_BYTES = 16 * 1024 * 1024
-
-
-class AnswerShape:
-    """What the run has learnt about the shape of the API's answers (one API, both endpoints)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.cursor_seen = False
-        self.split_seen = False
-        self._warned = False
-
-    @property
-    def paging_trusted(self) -> bool:
-        """False once a full page came with nothing to follow and no cursor ever came."""
-        return self.cursor_seen or not self.split_seen
-
-    def warn_once(self) -> bool:
-        with self._lock:
-            first, self._warned = not self._warned, True
-            return first
-
-
-ANSWER_SHAPE = AnswerShape()
-_budget: list[ByteBudget] = []
-
-
-def shared_budget() -> ByteBudget:
-    """The run's one budget of buffered bytes, shared by the streams fetching at once."""
-    if not _budget:
-        _budget.append(ByteBudget(BUFFER_BUDGET_BYTES))
-    return _budget[0]
-
-
-class WindowSource:
-    """Plans the next window to fetch across bots: the first bot, in the order they are
-    written, whose planner can plan one now."""
-
-    def __init__(self, planners: dict[str, WindowPlanner], limit: WindowLimit) -> None:
-        self.planners = planners
-        self.limit = limit
-        self._lock = threading.Lock()
-
-    def next_job(self, only: str | None = None) -> tuple[str, tuple[str, Window]] | None:
-        with self._lock:
-            for bot, planner in self.planners.items():
-                if (only is None or bot == only) and planner.ready:
-                    return bot, (bot, planner.next_window(self.limit.longest))
-            return None
-
-    def exhausted(self, key: str) -> bool:
-        with self._lock:
-            return self.planners[key].done
-
-    def observe(self, bot: str, window: Window, records: int, target: float) -> None:
-        with self._lock:
-            self.planners[bot].observe(window, records, target_records=target)
-
+from tap_deepconverse.windows import RecentIds, Window, WindowLimit, WindowPlanner, resume_from
 
 EXTRA_FIELD = "_extra"
 EXTRA_PROPERTY = th.Property(
@@ -213,11 +142,23 @@ class ExportStream(Stream):
         return WindowSource(planners, self.window_limit)
 
     @cached_property
+    def fetcher(self) -> WindowFetcher:
+        return WindowFetcher(
+            stream_name=self.name,
+            client=self.client,
+            queries=self.queries,
+            source=self.windows,
+            per_page=int(self.config["page_size"]),
+            counters=self.counters,
+            logger=self.logger,
+        )
+
+    @cached_property
     def pipeline(self) -> Pipeline[str, tuple[str, Window], Page]:
         """Windows fetched ahead across bots; started on first use, closed after the sync."""
         pipeline: Pipeline[str, tuple[str, Window], Page] = Pipeline(
             self.windows,
-            lambda job: self.window_pages(*job),
+            lambda job: self.fetcher.window_pages(*job),
             size=lambda page: page.size,
             max_parallel=int(self.config["max_parallel_windows"]),
             budget=shared_budget(),
@@ -242,96 +183,6 @@ class ExportStream(Stream):
         return [self.query(bot_name, window)]
 
     # Extraction
-
-    def window_pages(self, bot_name: str, window: Window) -> Iterator[Page]:
-        """Every page of one window; tells the planner how many records it held."""
-        records = 0
-        for query in self.queries(bot_name, window):
-            for page in self.query_pages(query):
-                self.counters.add(pages=1)
-                records += page.count
-                yield page
-        self.windows.observe(
-            bot_name,
-            window,
-            records,
-            target_records(
-                int(self.config["page_size"]), cursor_followed=ANSWER_SHAPE.paging_trusted
-            ),
-        )
-
-    def query_pages(self, query: Query) -> Iterator[Page]:
-        """Every page of a query, complete whether or not the API's cursor can be followed.
-
-        A first page that is full with no cursor to follow may not be the end: the window is
-        split in two and each half asked again, recursively. A window the API rejects as too
-        long is halved the same way. Pieces come out in time order."""
-        per_page = int(self.config["page_size"])
-        pending = [query]
-        while pending:
-            piece = pending.pop()
-            pages = self.client.pages(piece)
-            try:
-                first = next(pages)
-            except RequestRejectedError as exc:
-                if exc.status != HTTPStatus.BAD_REQUEST or not self.window_limit.may_halve(
-                    piece.window.length
-                ):
-                    raise
-                self.window_limit.reject(piece.window.length)
-                self.logger.warning(
-                    "%s: the Export API rejected a window of %s (%s); halving it.",
-                    self.name,
-                    _length_text(piece.window.length),
-                    exc,
-                )
-                pending.extend(reversed([piece.over(half) for half in halves(piece.window)]))
-                continue
-            if self.window_limit.accept(piece.window.length):
-                self.logger.warning(
-                    "%s: the Export API accepts windows of %s; windows are at most that long "
-                    "for the rest of the run.",
-                    self.name,
-                    _length_text(piece.window.length),
-                )
-            if first.cursor is None and first.count >= per_page:
-                self.report_unfollowed_cursor(piece, first)
-                pending.extend(reversed([piece.over(half) for half in halves(piece.window)]))
-                continue
-            if first.cursor is None and first.count == 0 and first.unexplained_keys:
-                raise IncompleteWindowError(
-                    f"The Export API answered {piece.describe()} with an empty page, no "
-                    f"'{CURSOR_KEY}' and other fields ({', '.join(first.unexplained_keys)}): "
-                    "it may carry the cursor elsewhere, so the tap cannot tell whether the "
-                    "window holds more records. Stopping rather than skipping them; please "
-                    "report the answer's shape."
-                )
-            if first.cursor is not None:
-                ANSWER_SHAPE.cursor_seen = True
-            yield first
-            yield from pages
-
-    def report_unfollowed_cursor(self, query: Query, page: Page) -> None:
-        """A full page came without a cursor to follow: split, or stop if nothing is left to
-        split. Warn once per run, naming the answer's keys for the operator to report."""
-        ANSWER_SHAPE.split_seen = True
-        if query.window.length <= 1:
-            raise IncompleteWindowError(
-                f"The Export API answered {query.describe()} with a full page of "
-                f"{page.count} records and no '{CURSOR_KEY}' to follow (top-level keys: "
-                f"{', '.join(page.keys)}). One second cannot be split further, so records "
-                "would be left behind; stopping. Please report the answer's shape."
-            )
-        if ANSWER_SHAPE.warn_once():
-            self.logger.warning(
-                "The Export API answered a full page (%d records) with no cursor to follow "
-                "under '%s'; its top-level keys are: %s. Windows that come back full are "
-                "split in two until every piece fits one page, so no record is lost, at the "
-                "cost of more requests. Please report this answer's shape.",
-                page.count,
-                CURSOR_KEY,
-                ", ".join(page.keys),
-            )
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         assert context is not None  # always partitioned by bot
@@ -547,12 +398,6 @@ def _log_time(seconds: int) -> str:
 
 def _window_text(window: Window) -> str:
     return f"[{_log_time(window.start)}, {_log_time(window.end)})"
-
-
-def _length_text(seconds: int) -> str:
-    if seconds >= DAY_SECONDS:
-        return f"{seconds / DAY_SECONDS:.3g} days"
-    return f"{seconds / 3600:.3g} hours"
 
 
 def _duration(seconds: float) -> str:

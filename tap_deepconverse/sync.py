@@ -16,6 +16,7 @@ written as it is made. What keeps it correct:
   STATE written by either stream never claims a window whose records are not out;
 - the state is copied in one step when written (``tap.AtomicStateWriter``), and every bot's
   bookmark entry exists before the threads start (the windows are planned here).
+Both pipelines start fetching here, before either stream writes a record.
 A run that selects one stream syncs it in the calling thread, as the SDK would.
 """
 
@@ -37,7 +38,8 @@ def _sync(stream: ExportStream) -> None:
 def sync_streams(streams: Sequence[ExportStream]) -> None:
     """Sync the streams at once; the first error of any of them is raised here."""
     for stream in streams:
-        _ = stream.windows  # plans every bot, creating its bookmark entry, in this thread
+        # Plans every bot (creating its bookmark entry) and starts fetching, in this thread.
+        _ = stream.pipeline
     if len(streams) <= 1:
         for stream in streams:
             _sync(stream)

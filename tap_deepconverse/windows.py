@@ -1,5 +1,10 @@
 """Window arithmetic: which export windows a run asks for. Pure: no I/O, no clock.
 
+Windows are planned one at a time, sized to the data (:class:`WindowPlanner`): they grow
+while they come back light, up to ``max_window_days``, and shrink when dense, so that a busy
+bot still has several windows in flight. The API's own longest window is learnt from its
+answers (:class:`WindowLimit`).
+
 A window is half-open, ``[start, end)`` in Unix seconds, and windows tile the export range
 without gaps. The API does not say whether its ``start_time``/``end_time`` bounds are
 inclusive or exclusive, so each request starts one second early: ``(start - 1, end)``
@@ -65,7 +70,9 @@ def halves(window: Window) -> tuple[Window, Window]:
 # requests in flight, while a quiet one wants the longest window: each costs a request.
 PAGES_PER_WINDOW = 4  # records per window aimed at, in pages, while the cursor is followed
 SPLIT_TARGET_FRACTION = 0.5  # ... and in pages when it is not: stay well under a full page
-MAX_GROWTH = 8  # a window is at most this many times longer than the one before
+# A window is at most this many times longer than the last one that reported: enough for a
+# first day to grow to a month at once, while a minutes-long window grows in steps.
+MAX_GROWTH = 64
 MIN_WINDOW_SECONDS = 60
 
 

@@ -100,9 +100,9 @@ def test_quiet_bots_get_long_windows(tap: TapRunner) -> None:
         assert_complete_and_exact(run, dataset)
         for endpoint in STREAMS:
             lengths = spans(sim, endpoint)
-            # Per bot: one day, then 8, then 31-day windows: 5 windows for 90 days, where
-            # 24-hour windows took 90.
-            assert len(lengths) <= 5 * len(dataset.bots), lengths
+            # Per bot: one day, then 31-day windows: 4 windows for 90 days, where 24-hour
+            # windows took 90.
+            assert len(lengths) == 4 * len(dataset.bots), lengths
             assert max(lengths) == 31 * DAY + 1  # one second of overlap before each window
             assert len([r for r in sim.requests if r.endpoint == endpoint]) == len(lengths)
 
@@ -153,8 +153,8 @@ def test_a_window_the_api_finds_too_long_is_halved_and_the_limit_kept(tap: TapRu
             assert len(rejected) <= 8, rejected
     learnt = [line for line in run.stderr.splitlines() if "accepts windows of" in line]
     assert len(learnt) == 2, learnt  # once per endpoint
-    # Eight days (the second window) were refused, four accepted.
-    assert all("accepts windows of 4 days" in line for line in learnt)
+    # 31 days (the second window) were refused, then 15.5, and 7.75; 3.88 days accepted.
+    assert all("accepts windows of 3.88 days" in line for line in learnt)
 
 
 def test_a_rejected_window_of_window_hours_stays_fatal(
