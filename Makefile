@@ -36,8 +36,8 @@ demo: install
 	$(BIN)/python scripts/demo.py
 
 # The tap of a baseline ref against the working tree's, in one run, on the simulator: requests
-# against the floor, wall time against the rate limit, memory, incremental cost (~17 min;
-# BENCH_ARGS=--quick ~2 min, BENCH_ARGS='--baseline none' the working tree only).
+# against the floor, wall time against the rate limit, memory, incremental cost (15-21 min;
+# BENCH_ARGS=--quick ~1.5 min, BENCH_ARGS='--baseline none' the working tree only).
 BENCH_ARGS ?=
 bench: install
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
