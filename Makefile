@@ -35,6 +35,9 @@ docs: install
 demo: install
 	$(BIN)/python scripts/demo.py
 
-# Throughput, CPU per record, memory and incremental cost against the simulator (~3 min).
+# The tap of a baseline ref against the working tree's, in one run, on the simulator: requests
+# against the floor, wall time against the rate limit, memory, incremental cost (15-21 min;
+# BENCH_ARGS=--quick ~1.5 min, BENCH_ARGS='--baseline none' the working tree only).
+BENCH_ARGS ?=
 bench: install
-	$(BIN)/python scripts/bench.py
+	$(BIN)/python scripts/bench.py $(BENCH_ARGS)

@@ -45,6 +45,15 @@ def _range(value: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(msg) from None
 
 
+def _counts(value: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(part) for part in value.split(","))
+    except ValueError:
+        msg = "expected a comma-separated list of integers"
+        raise argparse.ArgumentTypeError(msg) from None
+    return counts
+
+
 def _optional_text(value: str) -> str | None:
     return None if value.lower() in ("", "none") else value
 
@@ -64,6 +73,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--conversations-per-day", type=int, default=40, help="all bots together")
     p.add_argument("--messages-per-conversation", type=_range, default=(2, 8), metavar="MIN,MAX")
     p.add_argument("--extra-field-rate", type=float, default=0.0)
+    p.add_argument(
+        "--conversations-per-bot",
+        type=_counts,
+        default=None,
+        metavar="N,N,...",
+        help="exact conversations of each bot over all days (replaces --conversations-per-day)",
+    )
+    p.add_argument(
+        "--no-day-boundary-conversations",
+        dest="day_boundary_conversations",
+        action="store_false",
+        help="do not force a conversation of each bot onto every day boundary",
+    )
+    p.add_argument(
+        "--long-text-rate", type=float, default=0.0, help="fraction of messages with a long text"
+    )
+    p.add_argument("--long-text-bytes", type=int, default=5000, help="size of those texts")
     p.add_argument("--api-key", default=DEFAULT_API_KEY)
     p.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
     p.add_argument(
@@ -120,6 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             conversations_per_day=args.conversations_per_day,
             messages_per_conversation=args.messages_per_conversation,
             extra_field_rate=args.extra_field_rate,
+            day_boundary_conversations=args.day_boundary_conversations,
+            conversations_per_bot=args.conversations_per_bot,
+            long_text_rate=args.long_text_rate,
+            long_text_bytes=args.long_text_bytes,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -233,7 +233,15 @@ def _served_copy(endpoint: str, record: Record, time_format: str = "seconds") ->
 class _Generator:
     """Builds conversations and their messages from one random stream."""
 
-    def __init__(self, seed: str, extra_field_rate: float, used_ids: set[str]) -> None:
+    def __init__(
+        self,
+        seed: str,
+        extra_field_rate: float,
+        used_ids: set[str],
+        *,
+        long_text_rate: float = 0.0,
+        long_text_bytes: int = 5000,
+    ) -> None:
         self.rng = random.Random(seed)
         # Undocumented fields draw from their own stream so that the rest of
         # the data does not depend on extra_field_rate.
@@ -242,6 +250,14 @@ class _Generator:
         self.used_ids = used_ids
         long_rng = random.Random(f"{seed}:long")
         self.long_texts = tuple(_long_text(long_rng, 5000 + 3000 * i) for i in range(6))
+        # Forced long texts also have their own stream: the rest of the data does not
+        # depend on long_text_rate either.
+        self.long_text_rate = long_text_rate
+        self.lrng = random.Random(f"{seed}:long-rate")
+        self.forced_texts: tuple[str, ...] = ()
+        if long_text_rate > 0:
+            pool_rng = random.Random(f"{seed}:long-pool")
+            self.forced_texts = tuple(_long_text(pool_rng, long_text_bytes) for _ in range(8))
 
     def new_id(self) -> str:
         while True:
@@ -357,7 +373,19 @@ class _Generator:
                 msg["userInput"] = None
         if self.extra_field_rate > 0 and self.xrng.random() < self.extra_field_rate:
             self._extra_message(msg)
+        if self.long_text_rate > 0 and self.lrng.random() < self.long_text_rate:
+            self._long_message(msg)
         return msg
+
+    def _long_message(self, msg: Record) -> None:
+        """Put one of the forced long texts where this kind of message carries its text."""
+        text = self.forced_texts[int(self.lrng.random() * len(self.forced_texts))]
+        if msg["type"] == "UserInput":
+            msg["userActionType"], msg["userInput"] = "typed", text
+        elif isinstance(msg["outMsg"], dict):
+            msg["outMsg"] = {**msg["outMsg"], "text": text}
+        else:
+            msg["outMsg"] = text
 
     def user_input(self, locale: str, r: float) -> tuple[str, str | Record]:
         """userActionType and userInput of a UserInput message."""
@@ -625,6 +653,10 @@ def generate_dataset(
     conversations_per_day: int = 40,
     messages_per_conversation: tuple[int, int] = (2, 8),
     extra_field_rate: float = 0.0,
+    day_boundary_conversations: bool = True,
+    conversations_per_bot: Sequence[int] | None = None,
+    long_text_rate: float = 0.0,
+    long_text_bytes: int = 5000,
 ) -> Dataset:
     """Generate a deterministic dataset.
 
@@ -632,6 +664,19 @@ def generate_dataset(
     conversations and of the messages sit exactly on a whole hour, and each
     bot has a conversation exactly at `start` and at every day boundary.
     All times fall in [start, start + days * 86400).
+
+    Other shapes, all off by default (the default data does not change):
+
+    - `day_boundary_conversations=False`: no conversation is forced onto `start` and
+      the day boundaries; every one of `conversations_per_day` goes to a bot drawn by
+      weight (the first bot 3, the others 1).
+    - `conversations_per_bot`: one count per bot, in the order of `bots`: each bot gets
+      exactly that many conversations over the whole period, on days drawn uniformly and
+      at the usual hours. It replaces `conversations_per_day`, and no conversation is
+      forced onto a day boundary, so a quiet bot can have fewer conversations than days.
+    - `long_text_rate`: the fraction of messages that carry a long text of about
+      `long_text_bytes` bytes (UTF-8): as `userInput` (typed) of a user's message, else
+      as `outMsg` or the `text` of an `outMsg` object.
     """
     low, high = messages_per_conversation
     if days < 1 or conversations_per_day < 0 or not 1 <= low <= high:
@@ -640,47 +685,89 @@ def generate_dataset(
     if not 0.0 <= extra_field_rate <= 1.0:
         msg = "extra_field_rate must be within [0, 1]"
         raise ValueError(msg)
+    if conversations_per_bot is not None and (
+        len(conversations_per_bot) != len(bots) or min(conversations_per_bot, default=0) < 0
+    ):
+        msg = "conversations_per_bot needs one count >= 0 per bot"
+        raise ValueError(msg)
+    if not 0.0 <= long_text_rate <= 1.0 or long_text_bytes < 1:
+        msg = "long_text_rate must be within [0, 1] and long_text_bytes >= 1"
+        raise ValueError(msg)
     data = Dataset(bots=bots, start=start, days=days, seed=seed,
                    extra_field_rate=extra_field_rate)  # fmt: skip
-    gen = _Generator(f"data:{seed}", extra_field_rate, data._used_ids)
+    gen = _Generator(
+        f"data:{seed}",
+        extra_field_rate,
+        data._used_ids,
+        long_text_rate=long_text_rate,
+        long_text_bytes=long_text_bytes,
+    )
     rng = gen.rng
     start_ms, end_ms = data.start * 1000, data.end * 1000
     # The main bot gets more traffic than the others.
     bot_cum = [sum(3 if j == 0 else 1 for j in range(i + 1)) for i in range(len(bots))]
     bot_locale = {b: _LOCALES[i % len(_LOCALES)] if i else None for i, b in enumerate(bots)}
+    bots_by_day: list[list[str]] | None = None
+    if conversations_per_bot is not None:
+        bots_by_day = [[] for _ in range(days)]
+        for bot, count in zip(bots, conversations_per_bot, strict=True):
+            for _ in range(count):
+                bots_by_day[rng.randrange(days)].append(bot)
+    forced = len(bots) if day_boundary_conversations else 0
     for day in range(days):
         day_ms = start_ms + day * _DAY * 1000
-        hours = rng.choices(range(24), cum_weights=_HOUR_CUM, k=conversations_per_day)
-        chosen = rng.choices(bots, cum_weights=bot_cum, k=conversations_per_day)
-        for i in range(conversations_per_day):
-            bot = bots[i] if i < len(bots) else chosen[i]
-            n = rng.randint(low, high)
-            gaps = gen.gaps(n - 1)
-            r = rng.random()
-            if i < len(bots):
-                first = day_ms  # exactly on `start` and on each day boundary
-            elif r < 0.05:
-                first = -(-(day_ms + hours[i] * _HOUR_MS) // _HOUR_MS) * _HOUR_MS
-            else:
-                first = day_ms + hours[i] * _HOUR_MS + int(rng.random() * _HOUR_MS)
-                if r > 0.9:
-                    first -= first % 1000  # some systems store whole seconds
-            times = [first]
-            for gap in gaps:
-                t = times[-1] + gap
-                if rng.random() < 0.1 and (t - t % 1000) > times[-1]:
-                    t -= t % 1000
-                times.append(t)
-            if i >= len(bots) and 0.05 <= r < 0.30 and n > 1:
-                # Move the conversation so that one later message lands on
-                # a whole hour, which puts ~5% of messages on the hour.
-                k = 1 + int(rng.random() * (n - 1))
-                shift = times[k] % _HOUR_MS
-                if times[0] - shift >= start_ms:
-                    times = [t - shift for t in times]
-            if times[-1] >= end_ms:  # keep the whole conversation inside the data
-                shift = times[-1] - end_ms + 1 + int(rng.random() * 60_000)
-                times = [t - shift for t in times]
+        if bots_by_day is None:
+            k = conversations_per_day
+            hours = rng.choices(range(24), cum_weights=_HOUR_CUM, k=k)
+            chosen = rng.choices(bots, cum_weights=bot_cum, k=k)
+            slots = [(bots[i], True) if i < forced else (chosen[i], False) for i in range(k)]
+        else:
+            slots = [(bot, False) for bot in bots_by_day[day]]
+            hours = rng.choices(range(24), cum_weights=_HOUR_CUM, k=len(slots))
+        for (bot, on_boundary), hour in zip(slots, hours, strict=True):
+            first_ms = day_ms if on_boundary else day_ms + hour * _HOUR_MS
+            times = _conversation_times(gen, first_ms, on_boundary, (low, high), (start_ms, end_ms))
             conv, messages = gen.conversation(bot_locale[bot], times[0], times)
             data._store(bot, conv, messages)
     return data
+
+
+def _conversation_times(
+    gen: _Generator,
+    first_ms: int,
+    exact: bool,
+    messages: tuple[int, int],
+    span_ms: tuple[int, int],
+) -> list[int]:
+    """Times of the messages of one conversation started exactly at `first_ms` if `exact`,
+    else within the hour from `first_ms`; all of them within `span_ms`."""
+    rng = gen.rng
+    start_ms, end_ms = span_ms
+    n = rng.randint(*messages)
+    gaps = gen.gaps(n - 1)
+    r = rng.random()
+    if exact:
+        first = first_ms
+    elif r < 0.05:
+        first = -(-first_ms // _HOUR_MS) * _HOUR_MS
+    else:
+        first = first_ms + int(rng.random() * _HOUR_MS)
+        if r > 0.9:
+            first -= first % 1000  # some systems store whole seconds
+    times = [first]
+    for gap in gaps:
+        t = times[-1] + gap
+        if rng.random() < 0.1 and (t - t % 1000) > times[-1]:
+            t -= t % 1000
+        times.append(t)
+    if not exact and 0.05 <= r < 0.30 and n > 1:
+        # Move the conversation so that one later message lands on
+        # a whole hour, which puts ~5% of messages on the hour.
+        k = 1 + int(rng.random() * (n - 1))
+        shift = times[k] % _HOUR_MS
+        if times[0] - shift >= start_ms:
+            times = [t - shift for t in times]
+    if times[-1] >= end_ms:  # keep the whole conversation inside the data
+        shift = times[-1] - end_ms + 1 + int(rng.random() * 60_000)
+        times = [t - shift for t in times]
+    return times
