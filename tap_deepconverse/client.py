@@ -88,12 +88,17 @@ class RateLimiter:
         self._interval = RATE_MARGIN / value
 
     def acquire(self) -> None:
-        with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next_start)
-            self._next_start = start + self._interval
-        if start > now:
-            time.sleep(start - now)
+        """Wait for this caller's turn. The spacing counts from when a caller really goes,
+        not from when it was due: a thread that wakes late (other threads holding the
+        interpreter) must not bring the next request closer to it."""
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                if now >= self._next_start:
+                    self._next_start = now + self._interval
+                    return
+                wait = self._next_start - now
+            time.sleep(wait)
 
     def pause(self, seconds: float) -> None:
         with self._lock:

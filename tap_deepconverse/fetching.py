@@ -27,7 +27,7 @@ from tap_deepconverse.windows import Window, WindowLimit, WindowPlanner, halves,
 DAY_SECONDS = 86_400
 # Fetched pages waiting to be written, across both streams: the tap's memory beyond this is
 # about one page per window in flight.
-BUFFER_BUDGET_BYTES = 16 * 1024 * 1024
+BUFFER_BUDGET_BYTES = 8 * 1024 * 1024
 
 
 class AnswerShape:
@@ -79,6 +79,10 @@ class WindowSource:
         with self._lock:
             return self.planners[key].done
 
+    def dense(self, bot: str, window: Window) -> None:
+        with self._lock:
+            self.planners[bot].dense(window)
+
     def observe(self, bot: str, window: Window, records: int, target: float) -> None:
         with self._lock:
             self.planners[bot].observe(window, records, target_records=target)
@@ -110,10 +114,15 @@ class WindowFetcher:
     def window_pages(self, bot_name: str, window: Window) -> Iterator[Page]:
         """Every page of one window; tells the planner how many records it held."""
         records = 0
+        dense = False
         for query in self.queries(bot_name, window):
             for page in self.query_pages(query):
                 self.counters.add(pages=1)
                 records += page.count
+                if page.cursor is not None and not dense:
+                    # More than a page: windows this long need not wait for this one's count.
+                    dense = True
+                    self.source.dense(bot_name, window)
                 yield page
         target = target_records(self.per_page, cursor_followed=ANSWER_SHAPE.paging_trusted)
         self.source.observe(bot_name, window, records, target)

@@ -6,10 +6,11 @@ window. A :class:`Pipeline` starts jobs (windows) as a :class:`JobSource` plans 
 ``max_parallel`` fetching at once; the consumer reads one partition (bot) at a time, its
 jobs in the order they were planned.
 
-Memory is bounded in bytes, not pages: every fetched page that waits for the consumer is
-counted against one :class:`ByteBudget` shared by the run. A producer waits while the budget
-is spent, except the one whose job the consumer is reading, which may always hold one page:
-so the consumer always progresses and nothing deadlocks.
+Memory is bounded in bytes, not pages: every page fetched or being fetched for the consumer
+is counted against one :class:`ByteBudget` shared by the run. Before fetching, a producer
+takes room for a page as large as the largest seen so far, and waits while the budget is
+spent; except the producer whose job the consumer is reading, which may always hold one
+page: so the consumer always progresses and nothing deadlocks.
 """
 
 from __future__ import annotations
@@ -54,8 +55,10 @@ class ByteBudget:
             return True
 
     def give(self, size: int) -> None:
+        """Count ``size`` bytes as freed (a negative size counts them as taken)."""
         with self.changed:
             self.used -= size
+            self.peak = max(self.peak, self.used)
             self.changed.notify_all()
 
     def wake(self) -> None:
@@ -101,10 +104,25 @@ class _Job(Generic[K, J, T]):
 
     def _run(self) -> None:
         pipeline = self._pipeline
+        budget = pipeline.budget
         try:
-            for value in pipeline.produce(self.job):
-                if not self._put(value, pipeline.size(value)):
+            items = iter(pipeline.produce(self.job))
+            while True:
+                # Room for the next item is taken before it is fetched, so that a producer
+                # waiting for the writer holds no page.
+                estimate = pipeline.estimate
+                if not budget.take(estimate, self._exempt, pipeline.stop):
                     return
+                try:
+                    value = next(items)
+                except BaseException:
+                    budget.give(estimate)
+                    raise
+                size = pipeline.size(value)
+                budget.give(estimate - size)
+                pipeline.estimate = max(pipeline.estimate, size)
+                self._put(value, size)
+        except StopIteration:
             self._put(_DONE, 0)
         except BaseException as exc:  # handed to the consumer, re-raised there
             self._put(_Failed(exc), 0)
@@ -114,13 +132,10 @@ class _Job(Generic[K, J, T]):
     def _exempt(self) -> bool:
         return self.reading and not self._items
 
-    def _put(self, entry: object, size: int) -> bool:
-        if size and not self._pipeline.budget.take(size, self._exempt, self._pipeline.stop):
-            return False
+    def _put(self, entry: object, size: int) -> None:
         with self._ready:
             self._items.append((entry, size))
             self._ready.notify()
-        return True
 
     def items(self) -> Iterator[T]:
         self.reading = True
@@ -158,6 +173,7 @@ class Pipeline(Generic[K, J, T]):
         self.produce = produce
         self.size = size
         self.budget = budget
+        self.estimate = 0  # bytes of the largest item yet: what the next one may take
         self.max_parallel = max_parallel
         self.stop = threading.Event()
         self._lock = threading.Condition()

@@ -99,8 +99,9 @@ class WindowPlanner:
 
     The first window is ``first_length`` long. Each finished window reports its record count
     (:meth:`observe`) and later windows are sized to it. A window longer than any that has
-    reported is planned only when none is in flight: growing is one step at a time (a guess
-    could be far off), while shorter windows are planned many at once. Windows tile the
+    reported, or shown to hold more than a page (:meth:`dense`), is planned only when none
+    is in flight: growing is one step at a time (a guess could be far off), while shorter
+    windows are planned many at once. Windows tile the
     range in order whatever order they finish in.
     """
 
@@ -139,6 +140,11 @@ class WindowPlanner:
         self.next_start = end
         self.in_flight += 1
         return window
+
+    def dense(self, window: Window) -> None:
+        """A window in flight already holds more than a page: windows as long as it will not
+        come back light, so they may be planned before it reports."""
+        self.proven = max(self.proven, window.length)
 
     def observe(self, window: Window, records: int, *, target_records: float) -> None:
         """A planned window finished with ``records`` records."""

@@ -164,3 +164,16 @@ def test_window_limit_learns_from_rejections() -> None:
     assert not limit.accept(31 * DAY // 4)
     limit.reject(DAY + 10)
     assert limit.longest == DAY  # never below window_hours
+
+
+def test_a_dense_first_window_lets_the_next_ones_go_before_it_reports() -> None:
+    planner = WindowPlanner(0, 30 * DAY, first_length=DAY, longest=31 * DAY)
+    first = planner.next_window()
+    assert not planner.ready
+    planner.dense(first)  # its first page came with a cursor
+    assert planner.ready
+    assert [planner.next_window() for _ in range(3)] == [
+        Window(DAY, 2 * DAY),
+        Window(2 * DAY, 3 * DAY),
+        Window(3 * DAY, 4 * DAY),
+    ]
