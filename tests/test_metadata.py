@@ -2,7 +2,7 @@
 
 Sources: the tap itself (``tap-deepconverse --about --format=json``), the Meltano Hub
 definition (hub/extractors/tap-deepconverse.yml), the project's meltano.yml and the README's
-settings table. Also: the package builds, and its wheel works on its own. (The
+settings and loader tables. Also: the package builds, and its wheel works on its own. (The
 Hub definition is checked against the Hub's own schema in test_hub_schema.py.)
 """
 
@@ -24,6 +24,7 @@ import yaml  # type: ignore[import-untyped]
 from singer_sdk.helpers.capabilities import BATCH_CONFIG, FLATTENING_CONFIG, STREAM_MAPS_CONFIG
 
 from tap_deepconverse.streams import STREAM_TYPES
+from tests.meltano_project import TAP, readme_loaders
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -282,7 +283,12 @@ def test_meltano_project_needs_no_hub() -> None:
     assert project["send_anonymous_usage_stats"] is False
     assert project.get("project_id")
     for plugins in project["plugins"].values():
+        names = {plugin["name"] for plugin in plugins}
         for plugin in plugins:
+            if "inherit_from" in plugin:  # it runs from the venv of the plugin it names
+                assert plugin["inherit_from"] in names, plugin["name"]
+                assert "pip_url" not in plugin, plugin["name"]
+                continue
             assert plugin.get("namespace"), plugin["name"]
             assert plugin.get("pip_url"), plugin["name"]
             if plugin["name"] != "tap-deepconverse":
@@ -290,6 +296,39 @@ def test_meltano_project_needs_no_hub() -> None:
     (duckdb,) = [p for p in project["plugins"]["loaders"] if p["name"] == "target-duckdb"]
     # duckdb>=1.3 makes target-duckdb 0.8.0 drop a row per batch without an error.
     assert "duckdb==1.2.2" in duckdb["pip_url"].split()
+
+
+def test_readme_loader_table_is_meltano_yml() -> None:
+    """Each loader the README lists is declared with its pip_url and variant, and is run with
+    an extractor that adds exactly the settings the table gives (no extractor of its own when
+    it needs none)."""
+    project = meltano_project()
+    loaders = {plugin["name"]: plugin for plugin in project["plugins"]["loaders"]}
+    extractors = {plugin["name"]: plugin for plugin in project["plugins"]["extractors"]}
+    rows = readme_loaders()
+    assert sorted(row.name for row in rows) == sorted(loaders)
+    for row in rows:
+        assert loaders[row.name]["pip_url"] == row.pip_url, row.name
+        assert loaders[row.name]["variant"] == row.variant, row.name
+        if row.tap_settings:
+            plugin = extractors[row.extractor]
+            assert plugin["inherit_from"] == TAP, row.name
+            assert plugin["config"] == row.tap_settings, row.name
+        else:
+            assert row.extractor == TAP, row.name
+    inherited = {name for name, plugin in extractors.items() if "inherit_from" in plugin}
+    assert inherited == {row.extractor for row in rows if row.extractor != TAP}
+
+
+def test_settings_only_set_where_a_loader_needs_them() -> None:
+    """json_as_text stays off for the tap itself, in every environment: target-postgres keeps
+    JSONB."""
+    project = meltano_project()
+    assert "json_as_text" not in (meltano_extractor().get("config") or {})
+    for environment in project.get("environments", []):
+        plugins = (environment.get("config") or {}).get("plugins", {})
+        for plugin in plugins.get("extractors", []):
+            assert "json_as_text" not in (plugin.get("config") or {}), environment["name"]
 
 
 # Packaging
