@@ -12,19 +12,22 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml  # type: ignore[import-untyped]
 
 from tap_deepconverse.simulator import Simulator, SimulatorOptions, generate_dataset
 from tap_deepconverse.timestamps import parse_timestamp, to_unix_seconds
 from tests.conftest import DAY, iso
-from tests.meltano_project import MeltanoProject
+from tests.meltano_project import ROOT, MeltanoProject
 from tests.pg_cluster import PostgresServer
 
 pytestmark = pytest.mark.targets
 
+WORKFLOW = ROOT / "examples" / "github-actions" / "deepconverse-daily.yml"
 DATABASE = "meltano_system"
 ENVIRONMENT = "prod"
 PIPELINE = ("tap-deepconverse", "target-jsonl")
@@ -115,3 +118,20 @@ def test_a_fresh_checkout_resumes_from_the_state_in_the_system_database(
     # The state moved on, in the same database.
     after = stored_bookmarks(postgres_server)
     assert all(after[key] >= value for key, value in bookmarks.items())
+
+
+def test_the_example_workflow_is_the_pattern_tested() -> None:
+    """Same Meltano (with the PostgreSQL driver), state in MELTANO_DATABASE_URI, secrets from
+    the CI's store, a fresh checkout, `meltano install` then the same `meltano run`."""
+    workflow = yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))
+    (job,) = workflow["jobs"].values()
+    env = job["env"]
+    assert env["MELTANO_DATABASE_URI"].startswith("${{ secrets.")
+    assert env["TAP_DEEPCONVERSE_API_KEY"].startswith("${{ secrets.")
+    assert "schedule" in workflow[True]  # YAML 1.1 reads the key `on` as true
+    commands = [step["run"] for step in job["steps"] if "run" in step]
+    assert f'"meltano[postgres]=={version("meltano")}"' in commands[0]
+    install, run = commands[1:]
+    loader = run.split()[-1]
+    assert install == f"meltano install {PIPELINE[0]} {loader}"
+    assert run == f"meltano --environment={ENVIRONMENT} run {PIPELINE[0]} {loader}"

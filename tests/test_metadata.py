@@ -361,6 +361,11 @@ def test_build_makes_a_wheel_and_an_sdist(dist: Path) -> None:
     with tarfile.open(sdist) as archive:
         members = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
     assert {"README.md", "LICENSE", "meltano.yml", "CHANGELOG.md", "pyproject.toml"} <= members
+    # What the README points to.
+    assert {
+        "examples/github-actions/deepconverse-daily.yml",
+        "hub/extractors/tap-deepconverse.yml",
+    } <= members
 
 
 def test_wheel_installs_into_a_fresh_venv(dist: Path, tmp_path: Path) -> None:
