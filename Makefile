@@ -30,8 +30,8 @@ clean:
 docs: install
 	$(BIN)/python scripts/settings_table.py
 
-# Simulator -> meltano run tap-deepconverse target-duckdb -> what landed; a second run is
-# incremental (state in .meltano/).
+# Simulator -> meltano run tap-deepconverse--duckdb target-duckdb -> what landed, reported
+# from the DuckDB file and Meltano's state; a second run is incremental (state in .meltano/).
 demo: install
 	$(BIN)/python scripts/demo.py
 

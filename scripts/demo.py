@@ -1,9 +1,14 @@
 """`make demo`: the tap, run by Meltano, from the project's simulator into DuckDB.
 
 The first run exports the simulator's last 7 days; every later run is incremental, from the
-state Meltano keeps in .meltano/, and says how little it fetched. The simulator serves the
-same seeded data each time (its start is remembered in .meltano/demo.json), so the second
-run re-reads only the lookback window and whatever became due since the first.
+state Meltano keeps in .meltano/. The simulator serves the same seeded data each time (its
+start is remembered in .meltano/demo.json), so the second run re-reads only the lookback
+window and whatever became due since the first.
+
+What the demo reports comes from what landed (the DuckDB file, whose `_sdc_extracted_at`
+column tells the rows this run wrote) and from Meltano's state (`meltano state get`), never
+from the wording of log lines. The tap's own closing lines are shown as it printed them: the
+last line of each stream's logger, found through the fields of Meltano's JSON log.
 
 Usage: .venv/bin/python scripts/demo.py (what `make demo` runs after `make install`).
 """
@@ -14,7 +19,6 @@ import contextlib
 import datetime as dt
 import json
 import os
-import re
 import select
 import shutil
 import subprocess
@@ -22,7 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +36,18 @@ ROOT = Path(__file__).resolve().parent.parent
 # Not resolved: the venv's python is a symlink, and its folder is what holds meltano.
 BIN = Path(sys.executable).parent
 ENVIRONMENT = "simulator"
-STATE_ID = f"{ENVIRONMENT}:tap-deepconverse-to-target-duckdb"
+# target-duckdb 0.8 needs json_as_text: meltano.yml's tap-deepconverse--duckdb sets it.
+EXTRACTOR, LOADER = "tap-deepconverse--duckdb", "target-duckdb"
+STATE_ID = f"{ENVIRONMENT}:{EXTRACTOR}-to-{LOADER}"
 OUTPUT = ROOT / "output"
 # Not deepconverse.duckdb: a catalog named like the schema makes `deepconverse.messages`
 # ambiguous in DuckDB.
 DATABASE = OUTPUT / "warehouse.duckdb"
 RUN_LOG = OUTPUT / "demo-meltano-run.log"
 MEMORY = ROOT / ".meltano" / "demo.json"
-SCHEMA = "deepconverse"
+SCHEMA = "deepconverse"  # target-duckdb's default_target_schema in meltano.yml
 STREAMS = ("conversations", "messages")
+TAP_LOGGERS = {f"tap-deepconverse.{stream}" for stream in STREAMS}
 PLUGINS = (
     ROOT / ".meltano/extractors/tap-deepconverse/venv/bin/tap-deepconverse",
     ROOT / ".meltano/loaders/target-duckdb/venv/bin/target-duckdb",
@@ -53,21 +60,17 @@ PREFERRED_PORT = 8787
 DAY = 86_400
 LOOKBACK_MINUTES = 60  # the tap's default; the demo does not change it
 
-SUMMARY = re.compile(
-    r"Summary of (?P<stream>\w+): (?P<records>\d+) records, (?P<windows>\d+) windows, "
-    r"(?P<pages>\d+) pages, (?P<requests>\d+) requests"
-)
-PROGRESS = re.compile(r"window\(s\) from|window \[.*\) done|already up to date|Summary of ")
-PLANNED = re.compile(r"^(\w+) for bot '(.+)': (\d+) window\(s\) from (\S+) to (\S+)\.$")
-WINDOW_DONE = re.compile(r"window \[(\S+), (\S+)\) done: (\d+) records")
-ELAPSED = re.compile(r"([\d.]+)s\.?$")
-LOADED = re.compile(r"Loading (\d+) rows into '(.+)'")
-LONG_TIME = re.compile(r"(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)(?:\.\d+)?Z")
-
 # Spelled out: the schema is target-duckdb's default_target_schema in meltano.yml.
 ROWS_SQL = {
     "conversations": "SELECT count(*) FROM deepconverse.conversations",
     "messages": "SELECT count(*) FROM deepconverse.messages",
+}
+# Rows this run wrote: target-duckdb sets _sdc_extracted_at from the tap's RECORD messages.
+WRITTEN_SQL = {
+    "conversations": (
+        "SELECT count(*) FROM deepconverse.conversations WHERE _sdc_extracted_at >= ?"
+    ),
+    "messages": "SELECT count(*) FROM deepconverse.messages WHERE _sdc_extracted_at >= ?",
 }
 STARTED_SQL = "SELECT min(starttime), max(starttime) FROM deepconverse.conversations"
 SENT_SQL = "SELECT min(time), max(time) FROM deepconverse.messages"
@@ -76,6 +79,10 @@ EXAMPLE_SQL = (
     "SELECT metadata->>'__sys_channel' AS channel, count(*) AS conversations "
     "FROM deepconverse.conversations GROUP BY channel ORDER BY conversations DESC"
 )
+TEXT_SQL = (
+    "SELECT (outmsg::JSON)->>'text' AS text FROM deepconverse.messages "
+    "WHERE ((outmsg::JSON)->>'text') IS NOT NULL LIMIT 1"
+)
 
 
 class DemoError(Exception):
@@ -83,21 +90,11 @@ class DemoError(Exception):
 
 
 @dataclass
-class Figures:
-    """What the tap fetched in one run, from its 'Summary of ...' lines."""
-
-    records: int = 0
-    requests: int = 0
-    windows: int = 0
-    seconds: float = 0.0
-
-
-@dataclass
 class Memory:
-    """What a later run needs from the first: the data's start and the first run's costs."""
+    """What a later run needs from the first: the data's start and the rows it wrote."""
 
     start: int
-    first_run: dict[str, Figures] = field(default_factory=dict)
+    first_run: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def load(cls) -> Memory | None:
@@ -105,15 +102,14 @@ class Memory:
             raw = json.loads(MEMORY.read_text(encoding="utf-8"))
             return cls(
                 start=int(raw["start"]),
-                first_run={k: Figures(**v) for k, v in raw["first_run"].items()},
+                first_run={str(k): int(v) for k, v in raw["first_run"].items()},
             )
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
 
     def save(self) -> None:
         MEMORY.parent.mkdir(parents=True, exist_ok=True)
-        runs = {stream: asdict(figures) for stream, figures in self.first_run.items()}
-        document = {"start": self.start, "first_run": runs}
+        document = {"start": self.start, "first_run": self.first_run}
         MEMORY.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
 
 
@@ -135,10 +131,6 @@ def when(seconds: float) -> str:
 
 def iso(seconds: int) -> str:
     return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def short_times(text: str) -> str:
-    return LONG_TIME.sub(r"\1 \2", text)
 
 
 def count(value: int) -> str:
@@ -195,6 +187,9 @@ def ensure_plugins(env: Mapping[str, str]) -> None:
     say(f"      installed in {time.monotonic() - started:.1f}s, no Meltano Hub needed.")
 
 
+# Meltano's state
+
+
 def saved_state(env: Mapping[str, str]) -> dict[str, Any]:
     """The state Meltano keeps for the demo's pipeline, or {} before the first run."""
     done = run_quietly(meltano("state", "get", STATE_ID), env, timeout=60)
@@ -207,19 +202,36 @@ def saved_state(env: Mapping[str, str]) -> dict[str, Any]:
     return state if isinstance(state, dict) else {}
 
 
-def bookmarks(state: Mapping[str, Any]) -> list[str]:
-    found = []
+def bookmarks(state: Mapping[str, Any]) -> dict[tuple[str, str], str]:
+    """(stream, bot) -> bookmark, from a state Meltano keeps."""
+    found = {}
     streams = state.get("singer_state", {}).get("bookmarks", {})
-    for stream in streams.values():
-        for partition in stream.get("partitions", []):
+    for stream, entry in streams.items():
+        for partition in entry.get("partitions", []):
             value = partition.get("replication_key_value")
-            if isinstance(value, str):
-                found.append(value)
-    return sorted(found)
+            bot = partition.get("context", {}).get("bot_name")
+            if isinstance(value, str) and isinstance(bot, str):
+                found[stream, bot] = value
+    return found
+
+
+def describe_bookmarks(marks: Mapping[tuple[str, str], str]) -> str:
+    if not marks:
+        return "none"
+    bots = {bot for _stream, bot in marks}
+    latest = max(marks.values())
+    return (
+        f"{len(marks)} bookmarks ({len(bots)} bots x {len(marks) // len(bots)} streams), "
+        f"up to {latest[:10]} {latest[11:16]} UTC"
+    )
+
+
+# The simulator
 
 
 def wait_for_url(process: subprocess.Popen[str], deadline: float) -> str | None:
-    """The URL from the simulator's first line, or None if it exited first."""
+    """The URL the simulator prints first ("... on http://host:port (...)"), or None if it
+    exited first."""
     assert process.stdout is not None
     while time.monotonic() < deadline:
         ready, _, _ = select.select([process.stdout], [], [], 0.2)
@@ -227,9 +239,9 @@ def wait_for_url(process: subprocess.Popen[str], deadline: float) -> str | None:
             line = process.stdout.readline()
             if not line:
                 return None
-            found = re.search(r"https?://[\w.\-]+:\d+", line)
-            if found:
-                return found.group(0)
+            for word in line.split():
+                if word.startswith(("http://", "https://")):
+                    return word
         elif process.poll() is not None:
             return None
     raise DemoError("the simulator did not start within 30 seconds.")
@@ -248,18 +260,9 @@ def simulator(start: int, env: Mapping[str, str]) -> Iterator[str]:
                     sys.executable,
                     "-m",
                     "tap_deepconverse.simulator",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--seed",
-                    str(SEED),
-                    "--start",
-                    str(start),
-                    "--days",
-                    str(days),
-                    "--conversations-per-day",
-                    str(CONVERSATIONS_PER_DAY),
+                    *("--host", "127.0.0.1", "--port", str(port), "--seed", str(SEED)),
+                    *("--start", str(start), "--days", str(days)),
+                    *("--conversations-per-day", str(CONVERSATIONS_PER_DAY)),
                 ],
                 cwd=ROOT,
                 env=dict(env),
@@ -299,64 +302,31 @@ def stop(process: subprocess.Popen[str]) -> None:
         process.stdout.close()
 
 
+# The run
+
+
 @dataclass
 class RunResult:
     exit_code: int
     seconds: float
-    figures: dict[str, Figures]
+    started: dt.datetime  # naive UTC, as DuckDB's TIMESTAMP columns hold times
+    closing: dict[str, str]  # the last line each stream's logger printed
     tail: list[str]
-
-
-def show(entry: Mapping[str, Any], figures: dict[str, Figures]) -> None:
-    """Print the lines of a Meltano JSON log entry that tell a person what happens."""
-    text = str(entry.get("event", "")).strip()
-    level = str(entry.get("level", "info")).lower()
-    source = str(entry.get("string_id") or entry.get("name") or "meltano")
-    if source == "tap-deepconverse" and (found := SUMMARY.search(text)):
-        figures[found["stream"]] = Figures(
-            records=int(found["records"]),
-            requests=int(found["requests"]),
-            windows=int(found["windows"]),
-            seconds=float(seconds[1]) if (seconds := ELAPSED.search(text)) else 0.0,
-        )
-    if level in ("warning", "error", "critical") and "No state was found" not in text:
-        say(f"      ! {source}: {short_times(text)}")
-    elif source == "tap-deepconverse" and PROGRESS.search(text):
-        say(f"      tap    | {progress(text)}")
-    elif source == "target-duckdb" and (loaded := LOADED.search(text)):
-        table = loaded[2].replace('"', "").rsplit(".", 1)[-1]
-        say(f"      target | loaded {count(int(loaded[1]))} rows into {table}")
-    elif "state has been updated" in text:
-        say("      meltano| state saved in .meltano/ for the next run")
-
-
-def progress(text: str) -> str:
-    """A progress line of the tap, shortened; unknown shapes pass as they are."""
-    if planned := PLANNED.search(text):
-        stream, bot, windows, first, last = planned.groups()
-        return (
-            f"{stream} of {bot}: {windows} window(s), {short_times(first)} to {short_times(last)}"
-        )
-    if done := WINDOW_DONE.search(text):
-        first, last, records = done.groups()
-        return (
-            f"  [{short_times(first)[5:16]}, {short_times(last)[5:16]}) "
-            f"{int(records):>6} record{'' if int(records) == 1 else 's'}"
-        )
-    return short_times(text)
 
 
 def meltano_run(env: Mapping[str, str], full_refresh: bool) -> RunResult:
     command = meltano("--log-format=json", "run")
     command += ["--full-refresh"] if full_refresh else []
-    command += ["tap-deepconverse", "target-duckdb"]
+    command += [EXTRACTOR, LOADER]
     say(
         f"      $ meltano --environment={ENVIRONMENT} run {'--full-refresh ' * full_refresh}"
-        "tap-deepconverse target-duckdb"
+        f"{EXTRACTOR} {LOADER}"
     )
-    figures: dict[str, Figures] = {}
+    say(f"      (the whole log goes to {RUN_LOG.relative_to(ROOT)})")
+    closing: dict[str, str] = {}
     tail: list[str] = []
-    started = time.monotonic()
+    started = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    clock = time.monotonic()
     with RUN_LOG.open("w", encoding="utf-8") as log:
         process = subprocess.Popen(
             command,
@@ -370,14 +340,24 @@ def meltano_run(env: Mapping[str, str], full_refresh: bool) -> RunResult:
         for line in process.stdout:
             log.write(line)
             tail = [*tail[-39:], line.rstrip("\n")]
-            try:
+            with contextlib.suppress(ValueError):
                 entry = json.loads(line)
-            except ValueError:
-                entry = {"event": line, "level": "info"}
-            if isinstance(entry, dict):
-                show(entry, figures)
+                if isinstance(entry, dict):
+                    notice(entry, closing)
         exit_code = process.wait()
-    return RunResult(exit_code, time.monotonic() - started, figures, tail)
+    return RunResult(exit_code, time.monotonic() - clock, started, closing, tail)
+
+
+def notice(entry: Mapping[str, Any], closing: dict[str, str]) -> None:
+    """Print warnings and errors as they come; keep each tap stream logger's last line."""
+    text = str(entry.get("event", "")).strip()
+    level = str(entry.get("level", "info")).lower()
+    source = str(entry.get("string_id") or entry.get("name") or "meltano")
+    if level in ("warning", "error", "critical"):
+        say(f"      ! {source}: {text}")
+    logger = entry.get("plugin_logger")
+    if isinstance(logger, str) and logger in TAP_LOGGERS and level == "info":
+        closing[logger] = text
 
 
 # DuckDB
@@ -387,17 +367,21 @@ def connect() -> duckdb.DuckDBPyConnection:
     return duckdb.connect(str(DATABASE), read_only=True)
 
 
-def table_rows() -> dict[str, int]:
+def table_rows(since: dt.datetime | None = None) -> dict[str, int]:
+    """Rows per stream table; with `since`, only those written (extracted) since then."""
     if not DATABASE.exists():
         return {}
     rows = {}
     with connect() as db:
-        for name, sql in ROWS_SQL.items():
+        for stream in STREAMS:
             try:
-                result = db.execute(sql).fetchone()
+                if since is None:
+                    result = db.execute(ROWS_SQL[stream]).fetchone()
+                else:
+                    result = db.execute(WRITTEN_SQL[stream], [since]).fetchone()
             except duckdb.CatalogException:  # that stream has not landed (yet)
                 continue
-            rows[name] = int(result[0]) if result else 0
+            rows[stream] = int(result[0]) if result else 0
     return rows
 
 
@@ -410,9 +394,17 @@ def stamp(value: Any) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value is not None else "-"
 
 
-def describe_database() -> None:
-    for name, number in table_rows().items():
-        say(f"      {SCHEMA}.{name:<14}{count(number):>8} rows")
+def describe_tables(before: Mapping[str, int], written: Mapping[str, int]) -> None:
+    after = table_rows()
+    say(f"      {'table':<27}{'rows before':>12}{'rows now':>10}{'written by this run':>21}")
+    for stream in STREAMS:
+        say(
+            f"      {SCHEMA + '.' + stream:<27}{count(before.get(stream, 0)):>12}"
+            f"{count(after.get(stream, 0)):>10}{count(written.get(stream, 0)):>21}"
+        )
+
+
+def describe_data() -> None:
     with connect() as db:
         first, last = scalar_pair(db, STARTED_SQL)
         say(f"      conversations started  {stamp(first)}  to  {stamp(last)}")
@@ -435,74 +427,70 @@ def describe_database() -> None:
         say("      which prints:")
         for kind, number in db.execute(EXAMPLE_SQL).fetchall()[:6]:
             say(f"        {kind!s:<14}{count(int(number)):>8}")
-        say("      (outMsg and userInput are JSON text: outmsg::JSON ->> 'text' reads one.)")
+        say()
+        say("      outMsg and userInput are JSON text here (json_as_text); outmsg::JSON reads one:")
+        example = db.execute(TEXT_SQL).fetchone()
+        if example:
+            say(f"        (outmsg::JSON)->>'text' = {str(example[0])[:60]!r}")
 
 
 # The demo
 
 
-def compare(this: dict[str, Figures], first: dict[str, Figures]) -> None:
-    say("      fetched        this run                       first run")
-    for stream in STREAMS:
-        now, then = this.get(stream, Figures()), first.get(stream, Figures())
-        say(
-            f"      {stream:<14} {count(now.records):>6} records, {now.requests:>3} requests"
-            f"      {count(then.records):>6} records, {then.requests:>3} requests"
-        )
-    records = sum(f.records for f in this.values())
-    requests = sum(f.requests for f in this.values())
-    first_records = sum(f.records for f in first.values()) or 1
-    first_requests = sum(f.requests for f in first.values()) or 1
-    say(
-        f"      = {records / first_records:.1%} of the first run's records, "
-        f"{requests / first_requests:.0%} of its requests."
-    )
-
-
-def plan(env: Mapping[str, str], memory: Memory | None) -> tuple[Memory, bool, bool]:
-    """The data's start, whether this run is incremental, whether to ignore the state."""
+def plan(env: Mapping[str, str], memory: Memory | None) -> tuple[Memory, bool, bool, str]:
+    """The data's start, whether this run is incremental, whether to ignore the state, and
+    the bookmarks Meltano holds before the run."""
     state = saved_state(env)
+    marks = describe_bookmarks(bookmarks(state))
     if state and memory is not None and DATABASE.exists():
-        marks = bookmarks(state)
-        say(
-            f"      Meltano has the state of the last run: bookmarks up to "
-            f"{short_times(marks[-1]) if marks else '?'} UTC."
-        )
+        say(f"      Meltano's state ({STATE_ID}): {marks}.")
         say(
             f"      INCREMENTAL run: each bot and stream starts {LOOKBACK_MINUTES} minutes before "
             "its bookmark"
         )
         say("      (lookback_minutes, for records that reach the archive late), not at start_date.")
-        return memory, True, False
+        return memory, True, False, marks
     if state:
         say("      The demo's database or its notes are gone while Meltano still has a state:")
         say("      starting over with --full-refresh.")
     else:
         say(
-            "      No state yet: a FULL export of the simulator's last "
-            f"{DAYS_BACK} days, in 24-hour windows."
+            f"      Meltano has no state for {STATE_ID} yet: a FULL export of the simulator's "
+            f"last {DAYS_BACK} days."
         )
     for stale in (DATABASE, DATABASE.with_name(DATABASE.name + ".wal")):
         stale.unlink(missing_ok=True)
     start = int(time.time()) // 3600 * 3600 - DAYS_BACK * DAY
-    return Memory(start=start), False, bool(state)
+    return Memory(start=start), False, bool(state), "none"
+
+
+def compare(written: Mapping[str, int], before: Mapping[str, int], memory: Memory) -> None:
+    after = table_rows()
+    total = sum(written.values())
+    first = sum(memory.first_run.values()) or 1
+    new = sum(after.values()) - sum(before.values())
+    say(
+        f"      This run wrote {count(total)} rows, {total / first:.1%} of the first run's "
+        f"{count(first)}: {count(new)} new, and {count(max(total - new, 0))} read again in the"
+    )
+    say("      lookback window and updated in place (target-duckdb upserts on _id).")
 
 
 def main() -> int:
     started = time.monotonic()
     env = demo_env()
-    say("tap-deepconverse demo: the Export API simulator -> Meltano -> DuckDB")
+    say(f"tap-deepconverse demo: the Export API simulator -> Meltano -> DuckDB ({LOADER})")
     step(1, "Meltano plugins")
     ensure_plugins(env)
-    step(2, "What this run will do")
-    memory, incremental, full_refresh = plan(env, Memory.load())
+    step(2, "What this run will do, from Meltano's state")
+    memory, incremental, full_refresh, marks_before = plan(env, Memory.load())
     rows_before = table_rows() if incremental else {}
     OUTPUT.mkdir(exist_ok=True)
     env |= {
         "TAP_DEEPCONVERSE_START_DATE": iso(memory.start),
         "TARGET_DUCKDB_FILEPATH": str(DATABASE),
     }
-    step(3, "meltano run tap-deepconverse target-duckdb")
+    step(3, f"meltano run {EXTRACTOR} {LOADER}")
     with simulator(memory.start, env) as url:
         env["TAP_DEEPCONVERSE_API_URL"] = url
         result = meltano_run(env, full_refresh)
@@ -510,29 +498,21 @@ def main() -> int:
         say("\n".join(["", "      The run failed; the end of its log:", *result.tail]))
         say(f"      Whole log: {RUN_LOG.relative_to(ROOT)}")
         return result.exit_code or 1
-    say(f"      meltano run finished in {result.seconds:.1f}s (log: {RUN_LOG.relative_to(ROOT)}).")
+    say(f"      meltano run finished in {result.seconds:.1f}s. The tap's closing lines:")
+    for logger in sorted(result.closing):
+        say(f"        {result.closing[logger]}")
+    step(4, f"What landed in {DATABASE.relative_to(ROOT)}, and Meltano's state")
+    written = table_rows(since=result.started)
+    describe_tables(rows_before, written)
+    marks_after = describe_bookmarks(bookmarks(saved_state(env)))
+    say(f"      Meltano's state: {marks_after} (before this run: {marks_before}).")
     if incremental:
-        say()
-        compare(result.figures, memory.first_run)
-        after = table_rows()
-        added = sum(after.values()) - sum(rows_before.values())
-        fetched = sum(figures.records for figures in result.figures.values())
-        changes = ", ".join(
-            f"{name} {count(rows_before.get(name, 0))} -> {count(number)}"
-            for name, number in after.items()
-        )
-        say(f"      rows in DuckDB: {changes}.")
-        again = max(fetched - added, 0)
-        say(
-            f"      Of the {count(fetched)} records fetched, {count(added)} were new and "
-            f"{count(again)} were read again in the lookback"
-        )
-        say("      window: those were updated in place (target-duckdb upserts on _id).")
+        compare(written, rows_before, memory)
     else:
-        memory.first_run = result.figures
+        memory.first_run = written
         memory.save()
-    step(4, f"What landed in {DATABASE.relative_to(ROOT)}")
-    describe_database()
+    say()
+    describe_data()
     say()
     if incremental:
         say(

@@ -13,8 +13,9 @@ import datetime
 import time
 from collections.abc import Iterable, Iterator
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
+import msgspec
 from singer_sdk import Stream
 from singer_sdk import typing as th
 from singer_sdk.helpers.types import Context
@@ -33,6 +34,9 @@ from tap_deepconverse.timestamps import (
     to_unix_seconds,
 )
 from tap_deepconverse.windows import RecentIds, Window, WindowLimit, WindowPlanner, resume_from
+
+if TYPE_CHECKING:
+    from singer_sdk import Tap
 
 EXTRA_FIELD = "_extra"
 EXTRA_PROPERTY = th.Property(
@@ -55,6 +59,26 @@ def any_json(description: str) -> dict[str, Any]:
     return {"type": types, "description": description}
 
 
+def as_json_text(schema: dict[str, Any], fields: Iterable[str]) -> dict[str, Any]:
+    """A copy of a stream schema in which `fields` are typed as JSON text (json_as_text)."""
+    properties = dict(schema["properties"])
+    for name in fields:
+        description = properties[name].get("description", "")
+        properties[name] = {
+            "type": ["string", "null"],
+            "description": f"{description} Emitted as JSON text (json_as_text).".strip(),
+        }
+    return {**schema, "properties": properties}
+
+
+_JSON_ENCODER = msgspec.json.Encoder()
+
+
+def json_text(value: object) -> str:
+    """Compact JSON text of a value, with non-ASCII characters kept as they are."""
+    return _JSON_ENCODER.encode(value).decode()
+
+
 class ExportStream(Stream):
     """One Export API endpoint, exported window by window for each configured bot."""
 
@@ -62,6 +86,13 @@ class ExportStream(Stream):
     time_fields: ClassVar[frozenset[str]]
     primary_keys: ClassVar[tuple[str, ...]] = ("_id",)
     is_sorted = False
+    # Fields that may hold any JSON value (see any_json).
+    any_json_fields: ClassVar[tuple[str, ...]] = ()
+
+    @cached_property
+    def json_text_fields(self) -> tuple[str, ...]:
+        """The fields `shape` turns into JSON text: the any-JSON ones with json_as_text."""
+        return self.any_json_fields if self.config.get("json_as_text") else ()
 
     @cached_property
     def counters(self) -> Counters:
@@ -270,6 +301,10 @@ class ExportStream(Stream):
         unknown = raw.keys() - self.known_fields
         if unknown:
             raw[EXTRA_FIELD] = {key: raw.pop(key) for key in sorted(unknown)}
+        for key in self.json_text_fields:
+            value = raw.get(key)
+            if value is not None:
+                raw[key] = json_text(value)
         return raw
 
     @cached_property
@@ -379,6 +414,14 @@ class MessagesStream(ExportStream):
             ),
         }
     )
+    any_json_fields = ("outMsg", "userInput")
+
+    def __init__(self, tap: Tap) -> None:
+        super().__init__(tap)
+        if self.json_text_fields:
+            # This run's schema, so that discovery, the catalog and SCHEMA messages agree
+            # with the records; the class attribute keeps the any-JSON typing.
+            self.schema = as_json_text(type(self).schema, self.json_text_fields)
 
     def queries(self, bot_name: str, window: Window) -> list[Query]:
         """With ``conversation_ids`` set, one query per conversation in each window."""

@@ -100,6 +100,16 @@ CONFIG_SCHEMA = th.PropertiesList(
         ),
     ),
     th.Property(
+        "json_as_text",
+        th.BooleanType,
+        default=False,
+        description=(
+            "Emit the fields that may hold any JSON value (outMsg and userInput of messages) "
+            "as JSON text, typed as string, for loaders that cannot store a JSON string in a "
+            "JSON column (target-duckdb 0.8). Objects such as metadata and _extra stay objects."
+        ),
+    ),
+    th.Property(
         "lookback_minutes",
         th.IntegerType(minimum=0),
         default=60,

@@ -6,6 +6,7 @@ HTTP, exactly as Meltano runs it; its Singer messages are read back from stdout.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -26,6 +27,8 @@ from tap_deepconverse.simulator import (
     SimulatorOptions,
     generate_dataset,
 )
+from tests.meltano_project import SCHEMA, MeltanoProject, build_user_project
+from tests.pg_cluster import PostgresServer, private_cluster, server_binaries
 
 DAY = 86_400
 START = 1_735_689_600  # 2025-01-01T00:00:00Z, where generated data begins
@@ -189,3 +192,67 @@ def config_for(sim: Simulator, **overrides: Any) -> dict[str, Any]:
     }
     config.update(overrides)
     return config
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One private PostgreSQL cluster for the session; each user makes its own database."""
+    binaries = server_binaries()
+    if binaries is None:
+        pytest.skip("no PostgreSQL server binary (initdb) on this machine")
+    with private_cluster(binaries) as server:
+        yield server
+
+
+def iso(seconds: int) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.fixture(scope="session")
+def recent_dataset() -> Dataset:
+    """Two days of data up to the last whole hour, so that a run without end_date, as a
+    user's runs are, exports all of it in a few windows."""
+    end = int(time.time()) // 3600 * 3600
+    return generate_dataset(
+        seed=31, start=end - 2 * DAY, days=2, conversations_per_day=40, extra_field_rate=0.3
+    )
+
+
+@pytest.fixture(scope="session")
+def user_simulator(recent_dataset: Dataset) -> Iterator[Simulator]:
+    with Simulator(recent_dataset, SimulatorOptions()) as sim:
+        yield sim
+
+
+USER_DATABASE = "user_project"
+
+
+@pytest.fixture(scope="session")
+def user_project(
+    tmp_path_factory: pytest.TempPathFactory,
+    user_simulator: Simulator,
+    postgres_server: PostgresServer,
+) -> MeltanoProject:
+    """A user's own Meltano project (tests/meltano_project.py), installed once a session."""
+    postgres_server.create_database(USER_DATABASE)
+    loader_config: dict[str, dict[str, Any]] = {
+        "target-duckdb": {"filepath": "output/warehouse.duckdb", "default_target_schema": SCHEMA},
+        "target-jsonl": {"destination_path": "output", "do_timestamp_file": False},
+        "target-postgres": {
+            "host": "127.0.0.1",
+            "port": postgres_server.port,
+            "user": postgres_server.user,
+            "password": "unused",  # the private cluster trusts loopback
+            "database": USER_DATABASE,
+            "default_target_schema": SCHEMA,
+        },
+    }
+    project = build_user_project(
+        tmp_path_factory.mktemp("user") / "my-project",
+        api_url=user_simulator.url,
+        start_date=iso(user_simulator.dataset.start),
+        loader_config=loader_config,
+    )
+    # The key comes from the environment, as the README says.
+    project.env["TAP_DEEPCONVERSE_API_KEY"] = DEFAULT_API_KEY
+    return project

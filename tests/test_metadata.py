@@ -2,7 +2,8 @@
 
 Sources: the tap itself (``tap-deepconverse --about --format=json``), the Meltano Hub
 definition (hub/extractors/tap-deepconverse.yml), the project's meltano.yml and the README's
-settings table. Also: the package builds, and its wheel works on its own.
+settings and loader tables. Also: the package builds, and its wheel works on its own. (The
+Hub definition is checked against the Hub's own schema in test_hub_schema.py.)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import yaml  # type: ignore[import-untyped]
 from singer_sdk.helpers.capabilities import BATCH_CONFIG, FLATTENING_CONFIG, STREAM_MAPS_CONFIG
 
 from tap_deepconverse.streams import STREAM_TYPES
+from tests.meltano_project import TAP, readme_loaders
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -41,80 +43,6 @@ SDK_SETTINGS = frozenset(
         *BATCH_CONFIG["properties"],
     }
 )
-# What the Hub's plugin-definition schemas accept.
-HUB_KINDS = frozenset(
-    {
-        "string",
-        "integer",
-        "decimal",
-        "boolean",
-        "date_iso8601",
-        "email",
-        "password",
-        "oauth",
-        "options",
-        "file",
-        "array",
-        "object",
-        "hidden",
-    }
-)
-HUB_SETTING_KEYS = frozenset(
-    {
-        "name",
-        "aliases",
-        "label",
-        "value",
-        "placeholder",
-        "kind",
-        "description",
-        "tooltip",
-        "documentation",
-        "env",
-        "value_processor",
-        "value_post_processor",
-        "oauth",
-        "options",
-        "docs",
-        "hidden",
-        "sensitive",
-    }
-)
-HUB_EXTRACTOR_KEYS = frozenset(
-    {
-        "name",
-        "pip_url",
-        "variant",
-        "namespace",
-        "label",
-        "description",
-        "executable",
-        "settings",
-        "docs",
-        "repo",
-        "logo_url",
-        "hidden",
-        "settings_group_validation",
-        "commands",
-        "capabilities",
-        "metadata",
-        "schema",
-        "select",
-        "maintenance_status",
-        "domain_url",
-        "keywords",
-        "requires",
-        "definition",
-        "next_steps",
-        "settings_preamble",
-        "usage",
-        "prereq",
-        "quality",
-        "ext_repo",
-        "supported_python_versions",
-    }
-)
-HUB_MAINTENANCE = frozenset({"active", "beta", "development", "inactive", "unknown"})
 
 
 @cache
@@ -301,13 +229,10 @@ def test_readme_settings_table_agrees() -> None:
     assert others <= SDK_SETTINGS & set(schemas)
 
 
-def test_hub_definition_is_in_the_hub_format() -> None:
+def test_hub_definition_has_what_its_hub_page_shows() -> None:
+    """Optional for the Hub's schema, but a plugin page without them is of little use."""
     definition = hub()
-    assert set(definition) <= HUB_EXTRACTOR_KEYS, set(definition) - HUB_EXTRACTOR_KEYS
     for key in (
-        "name",
-        "namespace",
-        "variant",
         "label",
         "description",
         "pip_url",
@@ -317,13 +242,20 @@ def test_hub_definition_is_in_the_hub_format() -> None:
         "settings",
         "keywords",
         "domain_url",
+        "maintenance_status",
     ):
         assert definition.get(key), f"the Hub definition has no {key}"
-    assert definition["maintenance_status"] in HUB_MAINTENANCE
     assert "meltano_sdk" in definition["keywords"]
-    for setting in definition["settings"]:
-        assert set(setting) <= HUB_SETTING_KEYS, setting
-        assert setting["kind"] in HUB_KINDS, setting
+
+
+def test_hub_python_versions_are_the_package_classifiers() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    prefix = "Programming Language :: Python :: "
+    classified = [
+        c.removeprefix(prefix) for c in project["classifiers"] if c.count("::") == 2 and "." in c
+    ]
+    assert classified
+    assert hub()["supported_python_versions"] == classified
 
 
 def test_names_agree_with_the_package() -> None:
@@ -351,7 +283,12 @@ def test_meltano_project_needs_no_hub() -> None:
     assert project["send_anonymous_usage_stats"] is False
     assert project.get("project_id")
     for plugins in project["plugins"].values():
+        names = {plugin["name"] for plugin in plugins}
         for plugin in plugins:
+            if "inherit_from" in plugin:  # it runs from the venv of the plugin it names
+                assert plugin["inherit_from"] in names, plugin["name"]
+                assert "pip_url" not in plugin, plugin["name"]
+                continue
             assert plugin.get("namespace"), plugin["name"]
             assert plugin.get("pip_url"), plugin["name"]
             if plugin["name"] != "tap-deepconverse":
@@ -359,6 +296,39 @@ def test_meltano_project_needs_no_hub() -> None:
     (duckdb,) = [p for p in project["plugins"]["loaders"] if p["name"] == "target-duckdb"]
     # duckdb>=1.3 makes target-duckdb 0.8.0 drop a row per batch without an error.
     assert "duckdb==1.2.2" in duckdb["pip_url"].split()
+
+
+def test_readme_loader_table_is_meltano_yml() -> None:
+    """Each loader the README lists is declared with its pip_url and variant, and is run with
+    an extractor that adds exactly the settings the table gives (no extractor of its own when
+    it needs none)."""
+    project = meltano_project()
+    loaders = {plugin["name"]: plugin for plugin in project["plugins"]["loaders"]}
+    extractors = {plugin["name"]: plugin for plugin in project["plugins"]["extractors"]}
+    rows = readme_loaders()
+    assert sorted(row.name for row in rows) == sorted(loaders)
+    for row in rows:
+        assert loaders[row.name]["pip_url"] == row.pip_url, row.name
+        assert loaders[row.name]["variant"] == row.variant, row.name
+        if row.tap_settings:
+            plugin = extractors[row.extractor]
+            assert plugin["inherit_from"] == TAP, row.name
+            assert plugin["config"] == row.tap_settings, row.name
+        else:
+            assert row.extractor == TAP, row.name
+    inherited = {name for name, plugin in extractors.items() if "inherit_from" in plugin}
+    assert inherited == {row.extractor for row in rows if row.extractor != TAP}
+
+
+def test_settings_only_set_where_a_loader_needs_them() -> None:
+    """json_as_text stays off for the tap itself, in every environment: target-postgres keeps
+    JSONB."""
+    project = meltano_project()
+    assert "json_as_text" not in (meltano_extractor().get("config") or {})
+    for environment in project.get("environments", []):
+        plugins = (environment.get("config") or {}).get("plugins", {})
+        for plugin in plugins.get("extractors", []):
+            assert "json_as_text" not in (plugin.get("config") or {}), environment["name"]
 
 
 # Packaging
@@ -391,6 +361,11 @@ def test_build_makes_a_wheel_and_an_sdist(dist: Path) -> None:
     with tarfile.open(sdist) as archive:
         members = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
     assert {"README.md", "LICENSE", "meltano.yml", "CHANGELOG.md", "pyproject.toml"} <= members
+    # What the README points to.
+    assert {
+        "examples/github-actions/deepconverse-daily.yml",
+        "hub/extractors/tap-deepconverse.yml",
+    } <= members
 
 
 def test_wheel_installs_into_a_fresh_venv(dist: Path, tmp_path: Path) -> None:

@@ -1,0 +1,105 @@
+"""What a loader should hold after a full export of a simulator's data, and the check of
+what it does hold: every record once, with its times, JSON values and `_extra` intact."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from tap_deepconverse.simulator import Dataset
+from tap_deepconverse.streams import STREAM_TYPES
+from tap_deepconverse.timestamps import parse_timestamp
+
+STREAMS = ("conversations", "messages")
+TIME_FIELDS = {"conversations": ("startTime", "lastActionAt"), "messages": ("time",)}
+OBJECT_FIELDS = {"conversations": ("metadata", "tags", "_extra"), "messages": ("_extra",)}
+ANY_JSON_FIELDS = {"conversations": (), "messages": ("outMsg", "userInput")}
+SCHEMAS = {str(vars(kind)["name"]): vars(kind)["schema"] for kind in STREAM_TYPES}
+
+
+def declared(stream: str) -> set[str]:
+    """The fields the stream's schema declares."""
+    return set(SCHEMAS[stream]["properties"])
+
+
+def served(dataset: Dataset, stream: str, time_format: str = "seconds") -> dict[str, Any]:
+    """The records the simulator holds, as it serves them, by _id, with their bot."""
+    records = {}
+    for bot in dataset.bots:
+        if stream == "conversations":
+            found = dataset.conversations(bot, time_format=time_format)
+        else:
+            found = dataset.messages(bot, time_format=time_format)
+        for record in found:
+            records[record["_id"]] = {**record, "bot_name": bot}
+    return records
+
+
+def extra(stream: str, record: dict[str, Any]) -> dict[str, Any] | None:
+    """What the tap puts in `_extra`: the fields its schema does not declare."""
+    known = declared(stream)
+    found = {key: value for key, value in record.items() if key not in known}
+    return found or None
+
+
+def as_time(value: object) -> dt.datetime:
+    """A landed time as naive UTC (what a TIMESTAMP column holds)."""
+    if isinstance(value, dt.datetime):
+        moment = value if value.tzinfo is None else value.astimezone(dt.timezone.utc)
+        return moment.replace(tzinfo=None)
+    return parse_timestamp(value).replace(tzinfo=None)
+
+
+def check_rows(
+    expected: dict[str, dict[str, Any]],
+    stream: str,
+    rows: list[dict[str, Any]],
+    decode: Callable[[str, Any], Any],
+) -> None:
+    """Every expected record landed once, and nothing else; `decode` turns a landed JSON
+    field (by its name) back into the value the API sent."""
+    by_id = {row["_id"]: row for row in rows}
+    assert len(rows) == len(by_id), f"{stream}: an _id landed twice"
+    assert set(by_id) == set(expected), f"{stream}: landed ids differ from the simulator's"
+    for record_id, record in expected.items():
+        row = by_id[record_id]
+        assert row["bot_name"] == record["bot_name"]
+        for name in TIME_FIELDS[stream]:
+            want = parse_timestamp(record[name]).replace(tzinfo=None)
+            assert as_time(row[name]) == want, (stream, record_id, name)
+        for name in OBJECT_FIELDS[stream] + ANY_JSON_FIELDS[stream]:
+            want = extra(stream, record) if name == "_extra" else record.get(name)
+            assert decode(name, row.get(name)) == want, (stream, record_id, name)
+
+
+# DuckDB files (target-duckdb folds column names to lower case)
+
+
+def _declared_name(stream: str, column: str) -> str:
+    for name in declared(stream):
+        if name.lower() == column:
+            return name
+    return column
+
+
+def duckdb_rows(path: Path, schema: str, stream: str) -> list[dict[str, Any]]:
+    """The rows of a stream's table, keyed by the schema's field names."""
+    with duckdb.connect(str(path), read_only=True) as db:
+        result = db.execute(f'SELECT * FROM "{schema}"."{stream}"')
+        names = [_declared_name(stream, column[0]) for column in result.description or []]
+        return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+
+
+def duckdb_types(path: Path, schema: str, stream: str) -> dict[str, str]:
+    """Column types of a stream's table, keyed by the schema's field names."""
+    with duckdb.connect(str(path), read_only=True) as db:
+        found = db.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = ? AND table_name = ?",
+            [schema, stream],
+        ).fetchall()
+    return {_declared_name(stream, str(name)): str(kind) for name, kind in found}
