@@ -107,16 +107,26 @@ def test_quiet_bots_get_long_windows(tap: TapRunner) -> None:
             assert len([r for r in sim.requests if r.endpoint == endpoint]) == len(lengths)
 
 
-def test_dense_bots_get_short_windows(tap: TapRunner, fast_simulator: Simulator) -> None:
-    dataset = fast_simulator.dataset
-    run = tap.run(config_for(fast_simulator, requests_per_second=200, page_size=10))
+def test_dense_bots_get_short_windows(tap: TapRunner) -> None:
+    dataset = generate_dataset(seed=7, days=8, conversations_per_day=30)
+    with Simulator(dataset, SimulatorOptions(rate_limit=None)) as sim:
+        config = config_for(
+            sim,
+            requests_per_second=200,
+            page_size=10,
+            max_parallel_windows=2,
+            end_date="2025-01-09T00:00:00Z",
+        )
+        run = tap.run(config)
+        messages = [r for r in sim.requests if r.endpoint == "messages"]
+        lengths = spans(sim, "messages")
     assert_complete_and_exact(run, dataset)
-    messages = [r for r in fast_simulator.requests if r.endpoint == "messages"]
-    lengths = spans(fast_simulator, "messages")
-    assert min(lengths) < 6 * 3600  # shorter than the first window, sized to ~4 pages each
+    # After the first days (24 hours each), windows sized to about 4 pages: some 8 hours.
+    assert lengths[0] == DAY + 1
+    assert min(lengths) < DAY / 2, lengths
     # Requests stay close to the floor: the records in pages of 10.
     floor = sum(-(-dataset.count("messages", bot) // 10) for bot in dataset.bots)
-    assert len(messages) <= 1.35 * floor, (len(messages), floor)
+    assert len(messages) <= 1.3 * floor, (len(messages), floor)
 
 
 def test_a_daily_run_costs_one_request_per_bot_and_stream(
