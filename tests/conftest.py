@@ -178,6 +178,13 @@ def simulator(small_dataset: Dataset) -> Iterator[Simulator]:
         yield sim
 
 
+@pytest.fixture
+def fast_simulator(small_dataset: Dataset) -> Iterator[Simulator]:
+    """No rate limit: correctness runs go fast (the limiter has its own tests)."""
+    with Simulator(small_dataset, SimulatorOptions(rate_limit=None)) as sim:
+        yield sim
+
+
 def config_for(sim: Simulator, **overrides: Any) -> dict[str, Any]:
     """A tap config aimed at the simulator, covering its whole dataset in daily windows."""
     config: dict[str, Any] = {

@@ -39,12 +39,6 @@ def assert_complete_and_exact(run, dataset: Dataset) -> None:
                     assert record[key] == value, (stream, key)
 
 
-@pytest.fixture
-def fast_simulator(small_dataset: Dataset):
-    with Simulator(small_dataset, SimulatorOptions(rate_limit=None)) as sim:
-        yield sim
-
-
 @pytest.mark.parametrize("bounds", ["[)", "(]", "[]", "()"])
 def test_full_export_under_every_bounds_reading(
     tap: TapRunner, fast_simulator: Simulator, bounds: str

@@ -5,8 +5,6 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-import pytest
-
 from tap_deepconverse.simulator import Simulator, SimulatorOptions, generate_dataset
 from tests.conftest import DAY, START, TapRunner, bookmark, config_for
 
@@ -30,12 +28,6 @@ def seeded_state(bot_bookmarks: dict[str, str]) -> dict[str, Any]:
             for stream, key in (("conversations", "lastActionAt"), ("messages", "time"))
         }
     }
-
-
-@pytest.fixture
-def fast_simulator(small_dataset):
-    with Simulator(small_dataset, SimulatorOptions(rate_limit=None, order="random")) as sim:
-        yield sim
 
 
 def requests_of(sim: Simulator, endpoint: str, bot: str) -> list[dict[str, str]]:

@@ -24,12 +24,6 @@ def spans(sim: Simulator, endpoint: str, status: int = 200) -> list[int]:
     ]
 
 
-@pytest.fixture
-def fast_simulator(small_dataset):
-    with Simulator(small_dataset, SimulatorOptions(rate_limit=None)) as sim:
-        yield sim
-
-
 @pytest.mark.parametrize("cursor_key", ["next_cursor", "pagination.cursor", "none"])
 def test_complete_whatever_the_cursor_key(
     tap: TapRunner, fast_simulator: Simulator, cursor_key: str
