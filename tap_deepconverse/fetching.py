@@ -27,7 +27,7 @@ from tap_deepconverse.windows import Window, WindowLimit, WindowPlanner, halves,
 DAY_SECONDS = 86_400
 # Fetched pages waiting to be written, across both streams: the tap's memory beyond this is
 # about one page per window in flight.
-BUFFER_BUDGET_BYTES = 8 * 1024 * 1024
+BUFFER_BUDGET_BYTES = 16 * 1024 * 1024
 
 
 class AnswerShape:

@@ -69,6 +69,9 @@ def halves(window: Window) -> tuple[Window, Window]:
 # other, since each needs the previous cursor), so a dense bot needs several windows to keep
 # requests in flight, while a quiet one wants the longest window: each costs a request.
 PAGES_PER_WINDOW = 4  # records per window aimed at, in pages, while the cursor is followed
+# ... a little under whole pages: counts vary from window to window, and a window just over
+# a whole number of pages costs a request for a few records.
+WHOLE_PAGES_MARGIN = 0.9
 SPLIT_TARGET_FRACTION = 0.5  # ... and in pages when it is not: stay well under a full page
 # A window is at most this many times longer than the last one that reported: enough for a
 # first day to grow to a month at once, while a minutes-long window grows in steps.
@@ -112,7 +115,8 @@ class WindowPlanner:
         self.stop = stop
         self.length = min(first_length, longest)
         self.longest = longest
-        self.proven = 0  # the longest window that has reported
+        self.proven = 0  # the longest window that has reported or shown to be dense
+        self.reported = False
         self.in_flight = 0
 
     @property
@@ -143,12 +147,18 @@ class WindowPlanner:
 
     def dense(self, window: Window) -> None:
         """A window in flight already holds more than a page: windows as long as it will not
-        come back light, so they may be planned before it reports."""
+        come back light, so they may be planned before it reports; and, until a window
+        reports how many records it held (the first window's length is a guess), half as
+        long, so that many pages are not left to be fetched one after the other in a few
+        long windows."""
         self.proven = max(self.proven, window.length)
+        if not self.reported:
+            self.length = max(MIN_WINDOW_SECONDS, min(self.length, window.length // 2))
 
     def observe(self, window: Window, records: int, *, target_records: float) -> None:
         """A planned window finished with ``records`` records."""
         self.in_flight -= 1
+        self.reported = True
         self.proven = max(self.proven, window.length)
         self.length = next_length(
             self.length,
@@ -164,7 +174,7 @@ def target_records(per_page: int, *, cursor_followed: bool) -> float:
     """Records a window should hold: a few pages while the API's cursor is followed; when it
     cannot be, less than one page, so that windows need no split."""
     if cursor_followed:
-        return float(PAGES_PER_WINDOW * per_page)
+        return PAGES_PER_WINDOW * per_page * WHOLE_PAGES_MARGIN
     return SPLIT_TARGET_FRACTION * per_page
 
 

@@ -144,7 +144,7 @@ def test_planner_respects_a_learnt_limit() -> None:
 
 
 def test_target_records_stay_under_a_page_without_a_cursor() -> None:
-    assert target_records(1000, cursor_followed=True) == 4000
+    assert 3000 < target_records(1000, cursor_followed=True) < 4000  # under whole pages
     assert target_records(1000, cursor_followed=False) < 1000
 
 
@@ -172,8 +172,8 @@ def test_a_dense_first_window_lets_the_next_ones_go_before_it_reports() -> None:
     assert not planner.ready
     planner.dense(first)  # its first page came with a cursor
     assert planner.ready
-    assert [planner.next_window() for _ in range(3)] == [
-        Window(DAY, 2 * DAY),
-        Window(2 * DAY, 3 * DAY),
-        Window(3 * DAY, 4 * DAY),
-    ]
+    half = DAY // 2
+    second, third = planner.next_window(), planner.next_window()
+    assert (second, third) == (Window(DAY, DAY + half), Window(DAY + half, 2 * DAY))
+    planner.dense(third)  # dense again: shorter again
+    assert planner.next_window() == Window(2 * DAY, 2 * DAY + half // 2)
