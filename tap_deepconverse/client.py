@@ -173,7 +173,7 @@ _object = msgspec.json.Decoder(dict[str, msgspec.Raw])
 _raw_list = msgspec.json.Decoder(list[msgspec.Raw])
 
 # Where the cursor is read. The contract never shows its key; this is the natural reading.
-# Completeness does not rest on it: see ``Page.maybe_truncated``.
+# Completeness does not rest on it: see the ``fetching`` module.
 CURSOR_KEY = "cursor"
 
 
