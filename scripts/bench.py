@@ -38,12 +38,9 @@ On each simulator the new code runs first, so that the simulator's cold caches c
 against it. Any exported count that differs from the dataset's, or a tap that exits non-zero,
 is printed as a PROBLEM and makes the benchmark exit 1 after the tables.
 
-Duration on a 2-core machine: about 21 minutes while the working tree holds the baseline's
-code, the before code's share being 10.5 of them (6.3 min on the busy bot with 8 quiet ones
-at 3 requests/s, 2.3 min at 1 s latency, 0.7 min on the busy bot at 3 requests/s, 1 min
-without a limit). A new code that meets the goals needs about 4.5 minutes (1.5 of them for
-the quiet year at the real limit), so about 15 minutes in all; ``--baseline none`` runs only
-its share. ``--quick``: about 1.5 minutes.
+Duration on a 2-core machine: about 15 minutes, most of it the before code at the rate
+limit (6.3 minutes on the busy bot with 8 quiet ones alone); ``--baseline none`` runs only
+the new code's share, about 5 minutes. ``--quick``: about 1.5 minutes.
 """
 
 from __future__ import annotations
