@@ -477,6 +477,11 @@ def duration(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
 
 
+def rate_text(per_second: float) -> str:
+    """Requests per second, and their share of the API's limit."""
+    return f"{per_second:.2f} ({per_second / API_RATE:.2f} of 3)"
+
+
 def per_endpoint(values: dict[str, int]) -> str:
     return " + ".join(f"{values.get(e, 0):,}" for e in ENDPOINTS)
 
@@ -701,10 +706,7 @@ def throughput(
             alone_ok = bench.check_records(
                 alone, dataset, f"{shape.title}, messages alone", streams=("messages",)
             )
-            rates = [
-                f"{full.per_second[e]:.2f} ({full.per_second[e] / API_RATE:.2f} of 3)"
-                for e in ENDPOINTS
-            ]
+            rates = [rate_text(full.per_second[e]) for e in ENDPOINTS]
             found[code.label] = [
                 code.label, duration(full.seconds), duration(alone.seconds),
                 f"{alone.seconds / full.seconds:.2f}", *rates, per_endpoint(full.requests),
@@ -738,10 +740,7 @@ def endpoint_rates(
         for code in new_first(codes):
             run = bench.run(code, sim, bench.config(sim, dataset))
             ok = bench.check_records(run, dataset, f"{shape.title}, rates", streams=ENDPOINTS)
-            rates = [
-                f"{run.per_second[e]:.2f} ({run.per_second[e] / API_RATE:.2f} of 3)"
-                for e in ENDPOINTS
-            ]
+            rates = [rate_text(run.per_second[e]) for e in ENDPOINTS]
             found[code.label] = [
                 code.label, *rates, per_endpoint(run.requests), duration(run.seconds),
                 str(run.throttled), str(run.exit_code), ok,

@@ -169,8 +169,15 @@ def backoff_delays() -> Generator[float, BaseException | None, None]:
         error = yield delay
 
 
-_object = msgspec.json.Decoder(dict[str, msgspec.Raw])
-_raw_list = msgspec.json.Decoder(list[msgspec.Raw])
+class _Envelope(msgspec.Struct):
+    """A 200 answer: the records stay raw JSON (checked, not yet turned into objects)."""
+
+    data: list[msgspec.Raw]
+    cursor: Any = None
+
+
+_envelope = msgspec.json.Decoder(_Envelope)
+_members = msgspec.json.Decoder(dict[str, msgspec.Raw])
 
 # Where the cursor is read. The contract never shows its key; this is the natural reading.
 # Completeness does not rest on it: see the ``fetching`` module.
@@ -184,10 +191,7 @@ class Page:
 
     data: list[msgspec.Raw]
     cursor: str | None
-    keys: tuple[str, ...] = ()  # the answer's top-level keys, to report an unknown shape
-    # Top-level keys besides the records and the cursor that hold a value: where a cursor
-    # under another name could be.
-    unexplained_keys: tuple[str, ...] = ()
+    body: bytes = b"{}"  # the whole answer (the records are views into it)
     fetched_at: datetime.datetime = field(default_factory=lambda: datetime.datetime.now(UTC))
 
     @property
@@ -199,6 +203,21 @@ class Page:
         """Bytes of JSON held."""
         return sum(len(raw) for raw in self.data)
 
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """The answer's top-level keys, to report an unknown shape (read only then)."""
+        return tuple(_members.decode(self.body))
+
+    @property
+    def unexplained_keys(self) -> tuple[str, ...]:
+        """Top-level keys besides the records and the cursor that hold a value: where a
+        cursor under another name could be."""
+        return tuple(
+            key
+            for key, raw in _members.decode(self.body).items()
+            if key not in ("data", CURSOR_KEY) and _holds_value(msgspec.json.decode(raw))
+        )
+
     def records(self) -> list[Any]:
         records: list[Any] = msgspec.json.decode(b"[" + b",".join(self.data) + b"]")
         return records
@@ -208,31 +227,18 @@ def parse_page(body: bytes) -> Page:
     """The cursor and raw records of a 200 answer; a body that is not one is worth retrying.
     The whole body is validated as JSON here, inside the retry loop."""
     try:
-        document = _object.decode(body)
+        envelope = _envelope.decode(body)
     except msgspec.ValidationError as exc:
-        raise RetriableError("answered 200 with JSON that is not an object") from exc
+        raise RetriableError(f"answered 200 without a 'data' array ({exc})") from exc
     except msgspec.DecodeError as exc:
         message = f"answered 200 with a body that is not JSON ({len(body)} bytes)"
         raise RetriableError(message) from exc
-    raw_data = document.get("data")
-    try:
-        data = _raw_list.decode(raw_data) if raw_data is not None else None
-    except msgspec.ValidationError:
-        data = None
-    if data is None:
-        raise RetriableError("answered 200 without a 'data' array")
-    raw_cursor = document.get(CURSOR_KEY)
-    cursor = msgspec.json.decode(raw_cursor) if raw_cursor is not None else None
+    cursor = envelope.cursor
     if isinstance(cursor, int | float) and not isinstance(cursor, bool):
         cursor = str(cursor)
     elif not isinstance(cursor, str):
         cursor = None  # an object or a flag cannot be sent back as a query parameter
-    unexplained = tuple(
-        key
-        for key, raw in document.items()
-        if key not in ("data", CURSOR_KEY) and _holds_value(msgspec.json.decode(raw))
-    )
-    return Page(data, cursor or None, tuple(document), unexplained)
+    return Page(envelope.data, cursor or None, body)
 
 
 def _holds_value(value: object) -> bool:

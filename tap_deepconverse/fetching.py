@@ -51,12 +51,8 @@ class AnswerShape:
 
 
 ANSWER_SHAPE = AnswerShape()
-_BUDGET = ByteBudget(BUFFER_BUDGET_BYTES)
-
-
-def shared_budget() -> ByteBudget:
-    """The run's one budget of buffered bytes, shared by the streams fetching at once."""
-    return _BUDGET
+# The run's one budget of page bytes, shared by the streams fetching at once.
+BUFFER_BUDGET = ByteBudget(BUFFER_BUDGET_BYTES)
 
 
 class WindowSource:

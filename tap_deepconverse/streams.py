@@ -22,7 +22,7 @@ from singer_sdk.helpers.types import Context
 from singer_sdk.singerlib import RecordMessage
 
 from tap_deepconverse.client import Counters, ExportClient, Page, Query
-from tap_deepconverse.fetching import DAY_SECONDS, WindowFetcher, WindowSource, shared_budget
+from tap_deepconverse.fetching import BUFFER_BUDGET, DAY_SECONDS, WindowFetcher, WindowSource
 from tap_deepconverse.prefetch import Pipeline
 from tap_deepconverse.timestamps import (
     EPOCH,
@@ -192,7 +192,7 @@ class ExportStream(Stream):
             lambda job: self.fetcher.window_pages(*job),
             size=lambda page: page.size,
             max_parallel=int(self.config["max_parallel_windows"]),
-            budget=shared_budget(),
+            budget=BUFFER_BUDGET,
         )
         pipeline.fill()
         return pipeline
