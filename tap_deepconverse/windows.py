@@ -43,14 +43,6 @@ class Window:
         return self.start - EDGE_OVERLAP_SECONDS, self.end
 
 
-def plan_windows(start: int, stop: int, length: int) -> list[Window]:
-    """Consecutive windows of ``length`` seconds from ``start`` up to ``stop`` (the last may be
-    shorter). Empty when ``stop <= start``."""
-    if length <= 0:
-        raise ValueError(f"window length must be positive, got {length}")
-    return [Window(s, min(s + length, stop)) for s in range(start, stop, length)]
-
-
 def resume_from(start_date: int, bookmark: int | None, lookback: int) -> int:
     """Where a run starts: ``start_date`` on a first run, else ``lookback`` seconds before the
     bookmark (to pick up records that reached the archive late), never before ``start_date``."""

@@ -14,25 +14,26 @@ from tap_deepconverse.windows import (
     WindowPlanner,
     halves,
     next_length,
-    plan_windows,
     resume_from,
     target_records,
 )
 
 
-def test_windows_tile_the_range_without_gaps() -> None:
-    windows = plan_windows(1000, 1000 + 10 * 3600 + 5, 3600)
-    assert windows[0].start == 1000
-    assert windows[-1] == Window(1000 + 10 * 3600, 1000 + 10 * 3600 + 5)
-    assert all(a.end == b.start for a, b in itertools.pairwise(windows))
-    assert len(windows) == 11
-
-
-def test_no_windows_when_there_is_nothing_to_do() -> None:
-    assert plan_windows(500, 500, 60) == []
-    assert plan_windows(600, 500, 60) == []
+def test_a_planner_with_nothing_to_do_plans_nothing() -> None:
+    assert WindowPlanner(500, 500, first_length=60, longest=60).done
+    assert WindowPlanner(600, 500, first_length=60, longest=60).done
     with pytest.raises(ValueError, match="positive"):
-        plan_windows(0, 10, 0)
+        WindowPlanner(0, 10, first_length=0, longest=60)
+
+
+def tiling(start: int, stop: int, length: int) -> list[Window]:
+    """Consecutive windows of one length, as a planner that never resizes would plan them."""
+    planner = WindowPlanner(start, stop, first_length=length, longest=length)
+    windows = []
+    while not planner.done:
+        windows.append(planner.next_window())
+        planner.observe(windows[-1], 0, target_records=0)
+    return windows
 
 
 BOUNDS = {
@@ -45,7 +46,8 @@ BOUNDS = {
 
 @pytest.mark.parametrize("reading", sorted(BOUNDS))
 def test_requests_cover_every_instant_under_every_bounds_reading(reading: str) -> None:
-    windows = plan_windows(0, 40, 10)
+    windows = tiling(0, 40, 10)
+    assert len(windows) == 4
     inside = BOUNDS[reading]
     # Whole seconds, the edges themselves and fractions just around them.
     instants = [x / 4 for x in range(0, 160)]
