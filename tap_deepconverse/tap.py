@@ -281,14 +281,24 @@ class RecordBatchingWriter(MsgSpecWriter):
         # Re-entrant: the signal handler writes the last STATE from whatever the main
         # thread was doing, a write included.
         self._lock = threading.RLock()
+        self._closed = False
         # Records gathered after the last STATE still go out when the run stops on an error.
         atexit.register(self.flush)
 
     def write_message(self, message: Any) -> None:  # noqa: ANN401 - the SDK's Message type
         with self._lock:
+            if self._closed:
+                return
             self._pending += self.format_message(message)
             if not isinstance(message, RecordMessage) or len(self._pending) >= self.BLOCK_BYTES:
                 self.flush()
+
+    def close(self) -> None:
+        """Write what is gathered and nothing after: the last message of a stopped run must
+        be its STATE, whatever the other stream's thread still hands over."""
+        with self._lock:
+            self.flush()
+            self._closed = True
 
     def flush(self) -> None:
         with self._lock:
@@ -397,6 +407,8 @@ class TapDeepConverse(Tap):
             # Written even if unchanged since the last STATE, so that it comes after every
             # record still gathered by the writer.
             self.write_message(StateMessage(value=self.state))
+            if isinstance(self.message_writer, RecordBatchingWriter):
+                self.message_writer.close()
         finally:
             sys.exit(128 + signum)
 
