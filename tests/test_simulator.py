@@ -408,6 +408,28 @@ def test_max_window(sim: Simulator, http: requests.Session) -> None:
     assert "86400 seconds" in response.json()["message"]
 
 
+def test_cut_window_serves_only_its_first_seconds(sim: Simulator, http: requests.Session) -> None:
+    bot = "r3-218210"
+    whole, _ = export(http, sim, "messages", **window(bot, START, START + 2 * DAY))
+    first_day, _ = export(http, sim, "messages", **window(bot, START, START + DAY))
+    sim.options.cut_window_seconds = DAY
+    cut, _ = export(http, sim, "messages", **window(bot, START, START + 2 * DAY))
+    assert len(first_day) < len(whole)
+    assert set(by_id(cut)) == set(by_id(first_day))  # a plain 200, only the first day
+    shorter, _ = export(http, sim, "messages", **window(bot, START + DAY, START + 2 * DAY))
+    assert set(by_id(shorter)) == set(by_id(whole)) - set(by_id(first_day))
+
+
+def test_page_cap_serves_fewer_than_asked(sim: Simulator, http: requests.Session) -> None:
+    params = window("r3-218210", START, START + 2 * DAY, per_page=50)
+    whole, _ = export(http, sim, "messages", **params)
+    sim.options.page_cap = 20
+    capped, pages = export(http, sim, "messages", **params)
+    assert len(whole) > 40
+    assert {len(page) for page in pages[:-1]} == {20}
+    assert set(by_id(capped)) == set(by_id(whole))
+
+
 def test_unknown_bot_and_path(sim: Simulator, http: requests.Session) -> None:
     response = get(http, sim, "conversations", **window("nobody", START, START + DAY))
     assert response.status_code == 404

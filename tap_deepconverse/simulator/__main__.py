@@ -100,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--conversation-filter", choices=CONVERSATION_FILTERS, default="startTime")
     p.add_argument("--default-per-page", type=int, default=100)
     p.add_argument("--max-window-seconds", type=int, default=None)
+    p.add_argument(
+        "--cut-window-seconds",
+        type=int,
+        default=None,
+        help="answer a longer window with only its first N seconds, as a plain 200",
+    )
+    p.add_argument("--page-cap", type=int, default=None, help="serve at most N records a page")
     p.add_argument("--empty-pages", action="store_true")
     p.add_argument("--fault-rate", type=float, default=0.0)
     p.add_argument("--fault-kinds", type=_names, default=FAULT_KINDS)
@@ -127,6 +134,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             conversation_filter=args.conversation_filter,
             default_per_page=args.default_per_page,
             max_window_seconds=args.max_window_seconds,
+            cut_window_seconds=args.cut_window_seconds,
+            page_cap=args.page_cap,
             rate_limit=args.rate_limit or None,
             retry_after=args.retry_after,
             cursor_key=args.cursor_key,

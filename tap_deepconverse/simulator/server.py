@@ -66,6 +66,10 @@ class SimulatorOptions:
     conversation_filter: str = "startTime"  # or "lastActionAt"
     default_per_page: int = 100
     max_window_seconds: int | None = None  # longer windows get 400
+    # Longer windows get a 200 holding only their first cut_window_seconds, nothing to tell.
+    cut_window_seconds: int | None = None
+    # At most this many records a page, whatever per_page asks (a server that serves less).
+    page_cap: int | None = None
     rate_limit: float | None = 3.0  # requests per second per endpoint; None = unlimited
     retry_after: str | None = "1"  # Retry-After on 429; None = no header
     latency: float = 0.0  # seconds before each answer
@@ -402,6 +406,8 @@ class Simulator:
         signature = query.signature
         cursor = params.get("cursor")
         offset, page_no = (0, 0) if cursor is None else _decode_cursor(cursor, signature)
+        if opts.page_cap is not None:
+            per_page = min(per_page, opts.page_cap)
 
         records = self._ordered(query, opts)
         page: list[Record] = []
@@ -448,18 +454,21 @@ class Simulator:
         signature = query.signature
         key = (
             signature, opts.bounds, opts.conversation_filter, opts.order,
-            opts.seed, self.dataset.version,
+            opts.seed, opts.cut_window_seconds, self.dataset.version,
         )  # fmt: skip
         with self._lock:
             found = self._orders.get(key)
             if found is not None:
                 self._orders.move_to_end(key)
                 return found
+        end = query.end
+        if opts.cut_window_seconds is not None:
+            end = min(end, query.start + opts.cut_window_seconds)
         records = self.dataset.select(
             query.endpoint,
             query.bot,
             query.start,
-            query.end,
+            end,
             bounds=opts.bounds,
             conversation_filter=opts.conversation_filter,
             conversation_id=query.conversation_id,
