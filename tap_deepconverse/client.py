@@ -173,7 +173,7 @@ class _Envelope(msgspec.Struct):
     """A 200 answer: the records stay raw JSON (checked, not yet turned into objects)."""
 
     data: list[msgspec.Raw]
-    cursor: Any = None
+    cursor: Any = msgspec.UNSET
 
 
 _envelope = msgspec.json.Decoder(_Envelope)
@@ -191,7 +191,8 @@ class Page:
 
     data: list[msgspec.Raw]
     cursor: str | None
-    body: bytes = b"{}"  # the whole answer (the records are views into it)
+    body: bytes  # the whole answer (the records are views into it)
+    cursor_key: bool = False  # the answer carried the cursor's key, even as null
     fetched_at: datetime.datetime = field(default_factory=lambda: datetime.datetime.now(UTC))
 
     @property
@@ -234,11 +235,12 @@ def parse_page(body: bytes) -> Page:
         message = f"answered 200 with a body that is not JSON ({len(body)} bytes)"
         raise RetriableError(message) from exc
     cursor = envelope.cursor
+    cursor_key = cursor is not msgspec.UNSET
     if isinstance(cursor, int | float) and not isinstance(cursor, bool):
         cursor = str(cursor)
     elif not isinstance(cursor, str):
         cursor = None  # an object or a flag cannot be sent back as a query parameter
-    return Page(envelope.data, cursor or None, body)
+    return Page(envelope.data, cursor or None, body, cursor_key)
 
 
 def _holds_value(value: object) -> bool:

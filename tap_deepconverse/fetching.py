@@ -1,91 +1,144 @@
-"""Fetching a window completely, whatever the API does with its cursor and window lengths.
+"""Fetching a window completely and quickly, whatever the API does with its cursor, its
+page sizes and long windows.
 
-Two things the contract leaves open are learnt here, from the API's answers:
-- **The cursor's key.** The tap follows a top-level ``cursor`` (the natural reading), but
-  completeness does not rest on it: a first page that comes back full with no cursor to
-  follow is not taken as the end. The window is split in two and each half asked again,
-  recursively, until every piece fits one page. A full page for one second stops the run.
-- **The longest window accepted.** A window longer than ``window_hours`` that the API
-  answers with HTTP 400 is halved and asked again; the length it then accepts is the limit
-  for the rest of the run (:class:`~tap_deepconverse.windows.WindowLimit`).
-Pieces of a window come out in time order; the window's bookmark is written only after all
-of them, by the stream.
+A window's first answer decides how it is fetched:
+- **Dense** (its first page has a cursor and the window holds more than a few pages, by the
+  estimate of :func:`~tap_deepconverse.windows.dense_pieces`): the window is replaced by
+  shorter pieces, fetched in parallel like any window; the first page is dropped (its
+  records come again in the pieces). No window pages more than a few pages in a row.
+- **Full with no cursor to follow**: the cursor may be under a key the tap does not know,
+  so the window is replaced by its halves, recursively, until each fits a page. A page is
+  full when it holds ``page_size`` records, or as many as the largest page the API has
+  served while no cursor was seen (it may serve fewer than asked).
+- **Rejected with HTTP 400** while longer than ``window_hours``: halved, and the length
+  accepted becomes the limit for the run.
+- **Longer than any window shown complete**: after its pages, the part of the window after
+  its last record is asked on its own (a request or two). A record there that the long
+  answer lacked shows that the API cuts long windows short with status 200: the length
+  it answered completely becomes the limit, and what was cut is fetched again as pieces.
+A window replaced by pieces ends with a :class:`WindowSplit`; the stream then writes no
+bookmark for the part the pieces cover until they are written.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from http import HTTPStatus
+
+import msgspec
 
 from tap_deepconverse.client import CURSOR_KEY, Counters, ExportClient, Page, Query
 from tap_deepconverse.errors import IncompleteWindowError, RequestRejectedError
-from tap_deepconverse.prefetch import ByteBudget
-from tap_deepconverse.windows import Window, WindowLimit, WindowPlanner, halves, target_records
+from tap_deepconverse.prefetch import Replaced
+from tap_deepconverse.readings import ApiReadings, length_text
+from tap_deepconverse.timestamps import epoch_microseconds
+from tap_deepconverse.windows import (
+    Window,
+    WindowPlanner,
+    dense_pieces,
+    halves,
+    pieces_within,
+    target_records,
+)
 
-DAY_SECONDS = 86_400
-# Fetched pages waiting to be written, across both streams: the tap's memory beyond this is
-# about one page per window in flight.
-BUFFER_BUDGET_BYTES = 16 * 1024 * 1024
-
-
-class AnswerShape:
-    """What the run has learnt about the shape of the API's answers (one API, both endpoints)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.cursor_seen = False
-        self.split_seen = False
-        self._warned = False
-
-    @property
-    def paging_trusted(self) -> bool:
-        """False once a full page came with nothing to follow and no cursor ever came."""
-        return self.cursor_seen or not self.split_seen
-
-    def warn_once(self) -> bool:
-        with self._lock:
-            first, self._warned = not self._warned, True
-            return first
+_MICROS = 1_000_000
 
 
-ANSWER_SHAPE = AnswerShape()
-# The run's one budget of page bytes, shared by the streams fetching at once.
-BUFFER_BUDGET = ByteBudget(BUFFER_BUDGET_BYTES)
+@dataclass(frozen=True, order=True)
+class WindowJob:
+    """One window to fetch for one bot: planned by its planner, or a piece of one."""
+
+    bot: str
+    window: Window
+    planned: bool = True
+
+
+@dataclass(frozen=True)
+class WindowSplit(Replaced[WindowJob]):
+    """The rest of a window is fetched as ``jobs``: its records before ``done_until`` are
+    out (none when it equals the window's start)."""
+
+    done_until: int = 0
 
 
 class WindowSource:
     """Plans the next window to fetch across bots: the first bot, in the order they are
     written, whose planner can plan one now."""
 
-    def __init__(self, planners: dict[str, WindowPlanner], limit: WindowLimit) -> None:
+    def __init__(
+        self, planners: dict[str, WindowPlanner], readings: ApiReadings, endpoint: str
+    ) -> None:
         self.planners = planners
-        self.limit = limit
+        self.readings = readings
+        self.endpoint = endpoint
         self._lock = threading.Lock()
 
-    def next_job(self, only: str | None = None) -> tuple[str, tuple[str, Window]] | None:
+    def next_job(self, only: str | None = None) -> tuple[str, WindowJob] | None:
+        endpoint = self.readings.endpoint(self.endpoint)
         with self._lock:
             for bot, planner in self.planners.items():
                 if (only is None or bot == only) and planner.ready:
-                    return bot, (bot, planner.next_window(self.limit.longest))
+                    window = planner.next_window(
+                        endpoint.longest(), complete=endpoint.complete_length()
+                    )
+                    return bot, WindowJob(bot, window)
             return None
 
-    def exhausted(self, key: str) -> bool:
+    def all_planned(self, key: str) -> bool:
         with self._lock:
             return self.planners[key].done
 
-    def dense(self, bot: str, window: Window) -> None:
+    def note_dense(self, job: WindowJob) -> None:
         with self._lock:
-            self.planners[bot].dense(window)
+            self.planners[job.bot].note_dense(job.window)
 
-    def observe(self, bot: str, window: Window, records: int, target: float) -> None:
+    def replaced(self, job: WindowJob) -> None:
+        if job.planned:
+            with self._lock:
+                self.planners[job.bot].replaced(job.window)
+
+    def density(self, bot: str) -> float | None:
         with self._lock:
-            self.planners[bot].observe(window, records, target_records=target)
+            return self.planners[bot].density
+
+    def observe(self, job: WindowJob, records: int, target: float) -> None:
+        with self._lock:
+            self.planners[job.bot].observe(
+                job.window, records, target_records=target, planned=job.planned
+            )
+
+
+class AnswerReach:
+    """The ids of a window's records and the latest of their times: how far into the window
+    the answer demonstrably went."""
+
+    def __init__(self, record_time: Callable[[dict[str, object]], int | None]) -> None:
+        self.record_time = record_time
+        self.ids: set[str] = set()
+        self.latest: int | None = None
+
+    def add(self, page: Page) -> None:
+        for record in page.records():
+            if not isinstance(record, dict):
+                continue
+            if isinstance(record.get("_id"), str):
+                self.ids.add(record["_id"])
+            moment = self.record_time(record)
+            if moment is not None and (self.latest is None or moment > self.latest):
+                self.latest = moment
+
+    def span(self, window: Window) -> int:
+        """Seconds of ``window`` the answer showed records for, from its start."""
+        return 0 if self.latest is None else max(0, self.latest + 1 - window.start)
 
 
 class WindowFetcher:
-    """Fetches the pages of one endpoint's windows, splitting and halving as needed."""
+    """Fetches the pages of one endpoint's windows, replacing windows by pieces as needed."""
 
     def __init__(
         self,
@@ -94,6 +147,8 @@ class WindowFetcher:
         client: ExportClient,
         queries: Callable[[str, Window], list[Query]],
         source: WindowSource,
+        readings: ApiReadings,
+        time_fields: Sequence[str],
         per_page: int,
         counters: Counters,
         logger: logging.Logger,
@@ -102,82 +157,175 @@ class WindowFetcher:
         self.client = client
         self.queries = queries
         self.source = source
-        self.limit = source.limit
+        self.readings = readings
+        self.endpoint = readings.endpoint(stream_name)
+        self.time_fields = tuple(time_fields)
         self.per_page = per_page
         self.counters = counters
         self.logger = logger
 
-    def window_pages(self, bot_name: str, window: Window) -> Iterator[Page]:
-        """Every page of one window; tells the planner how many records it held."""
+    def window_pages(self, job: WindowJob) -> Iterator[Page | WindowSplit]:
+        """Every page of one window, or a split into pieces; tells the planner what it held."""
+        window = job.window
+        queries = self.queries(job.bot, window)
+        pages: Iterable[Page]
+        if len(queries) == 1:
+            opened = self.open_query(queries[0], replaceable=True)
+            if isinstance(opened, list):
+                self.source.replaced(job)
+                yield WindowSplit(self.pieces(job, opened), done_until=window.start)
+                return
+            pages = itertools.chain([opened[0]], opened[1])
+        else:
+            pages = itertools.chain.from_iterable(self.query_pages(q) for q in queries)
+        complete = self.endpoint.complete_length()
+        reach = AnswerReach(self.record_time) if window.length > complete else None
         records = 0
         dense = False
-        for query in self.queries(bot_name, window):
-            for page in self.query_pages(query):
-                self.counters.add(pages=1)
-                records += page.count
-                if page.cursor is not None and not dense:
-                    # More than a page: windows this long need not wait for this one's count.
-                    dense = True
-                    self.source.dense(bot_name, window)
-                yield page
-        target = target_records(self.per_page, cursor_followed=ANSWER_SHAPE.paging_trusted)
-        self.source.observe(bot_name, window, records, target)
+        for page in pages:
+            self.counters.add(pages=1)
+            records += page.count
+            if page.cursor is not None and not dense:
+                # More than a page: windows this long need not wait for this one's count.
+                dense = True
+                self.source.note_dense(job)
+            if reach is not None:
+                reach.add(page)
+            yield page
+        if reach is not None:
+            split = self.check_tail(job, reach)
+            if split is not None:
+                self.source.replaced(job)
+                yield split
+                return
+        target = target_records(self.per_page, cursor_followed=self.readings.paging_trusted)
+        self.source.observe(job, records, target)
+
+    def pieces(self, job: WindowJob, windows: Iterable[Window]) -> tuple[WindowJob, ...]:
+        return tuple(WindowJob(job.bot, piece, planned=False) for piece in windows)
 
     def query_pages(self, query: Query) -> Iterator[Page]:
-        """Every page of a query, complete whether or not the API's cursor can be followed."""
+        """Every page of a query, one piece after the other (for windows of several queries,
+        and for the checks of long windows)."""
         pending = [query]
         while pending:
             piece = pending.pop()
-            longest = self.limit.longest
-            if longest is not None and piece.window.length > longest:
-                # Planned before the limit was learnt: no need to ask to know the answer.
-                pending.extend(reversed([piece.over(half) for half in halves(piece.window)]))
+            opened = self.open_query(piece, replaceable=False)
+            if isinstance(opened, list):
+                pending.extend(reversed([piece.over(window) for window in opened]))
                 continue
-            pages = self.client.pages(piece)
-            try:
-                first = next(pages)
-            except RequestRejectedError as exc:
-                if exc.status != HTTPStatus.BAD_REQUEST or not self.limit.may_halve(
-                    piece.window.length
-                ):
-                    raise
-                self.limit.reject(piece.window.length)
-                self.logger.warning(
-                    "%s: the Export API rejected a window of %s (%s); halving it.",
-                    self.stream_name,
-                    length_text(piece.window.length),
-                    exc,
-                )
-                pending.extend(reversed([piece.over(half) for half in halves(piece.window)]))
-                continue
-            if self.limit.accept(piece.window.length):
-                self.logger.warning(
-                    "%s: the Export API accepts windows of %s; windows are at most that long "
-                    "for the rest of the run.",
-                    self.stream_name,
-                    length_text(piece.window.length),
-                )
-            if first.cursor is None and first.count >= self.per_page:
-                self.report_unfollowed_cursor(piece, first)
-                pending.extend(reversed([piece.over(half) for half in halves(piece.window)]))
-                continue
-            if first.cursor is None and first.count == 0 and first.unexplained_keys:
-                raise IncompleteWindowError(
-                    f"The Export API answered {piece.describe()} with an empty page, no "
-                    f"'{CURSOR_KEY}' and other fields ({', '.join(first.unexplained_keys)}): "
-                    "it may carry the cursor elsewhere, so the tap cannot tell whether the "
-                    "window holds more records. Stopping rather than skipping them; please "
-                    "report the answer's shape."
-                )
-            if first.cursor is not None:
-                ANSWER_SHAPE.cursor_seen = True
-            yield first
-            yield from pages
+            yield opened[0]
+            yield from opened[1]
+
+    def open_query(
+        self, query: Query, *, replaceable: bool
+    ) -> tuple[Page, Iterator[Page]] | list[Window]:
+        """The first page of a query and the iterator of the rest; or the pieces to ask for
+        instead. Dense pieces only when the query is a window of its own (``replaceable``):
+        one after the other they would only cost requests."""
+        window = query.window
+        longest = self.endpoint.longest()
+        if longest is not None and window.length > longest:
+            return pieces_within(window, longest)  # no need to ask to know the answer
+        pages = self.client.pages(query)
+        try:
+            first = next(pages)
+        except RequestRejectedError as exc:
+            limit = self.endpoint.limit
+            if exc.status != HTTPStatus.BAD_REQUEST or not limit.may_halve(window.length):
+                raise
+            limit.reject(window.length)
+            self.logger.warning(
+                "%s: the Export API rejected a window of %s (%s); halving it.",
+                self.stream_name,
+                length_text(window.length),
+                exc,
+            )
+            return list(halves(window))
+        self.readings.saw_page(
+            first.count, cursor_key=first.cursor_key, cursor=first.cursor is not None
+        )
+        if self.endpoint.limit.accept(window.length):
+            self.logger.warning(
+                "%s: the Export API accepts windows of %s; windows are at most that long "
+                "for the rest of the run.",
+                self.stream_name,
+                length_text(window.length),
+            )
+        if first.cursor is None and self.readings.is_full(first.count, self.per_page):
+            self.report_unfollowed_cursor(query, first)
+            return list(halves(window))
+        if first.cursor is None and first.count == 0 and first.unexplained_keys:
+            raise IncompleteWindowError(
+                f"The Export API answered {query.describe()} with an empty page, no "
+                f"'{CURSOR_KEY}' and other fields ({', '.join(first.unexplained_keys)}): "
+                "it may carry the cursor elsewhere, so the tap cannot tell whether the "
+                "window holds more records. Stopping rather than skipping them; please "
+                "report the answer's shape."
+            )
+        if replaceable and first.cursor is not None:
+            sample = [self.record_time(r) for r in first.records() if isinstance(r, dict)]
+            pieces = dense_pieces(
+                window,
+                [t for t in sample if t is not None],
+                per_page=max(first.count, 1),
+                prior_density=self.source.density(query.bot_name),
+            )
+            if pieces is not None:
+                return pieces
+        return first, pages
+
+    def check_tail(self, job: WindowJob, reach: AnswerReach) -> WindowSplit | None:
+        """A window longer than any shown complete: ask the part after its last record on
+        its own. Records there that the window's answer lacks mean the API cut it."""
+        window = job.window
+        complete = self.endpoint.complete_length()
+        covered = max(complete, reach.span(window))
+        if reach.latest is not None:
+            self.readings.shown_complete(self.stream_name, reach.span(window))
+        if window.start + covered >= window.end:
+            return None
+        tail = Window(window.start + covered, window.end)
+        missing = 0
+        for piece in pieces_within(tail, max(complete, math.ceil(tail.length / 2))):
+            for query in self.queries(job.bot, piece):
+                for page in self.query_pages(query):
+                    missing += sum(1 for rid in _ids(page) if rid not in reach.ids)
+        if not missing:
+            return None
+        cut = covered
+        self.readings.found_cut(self.stream_name, cut)
+        if self.readings.first_time(f"cut:{self.stream_name}"):
+            self.logger.warning(
+                "%s: the Export API answered a window of %s only in part (status 200): %d "
+                "record(s) after its first %s were missing. Windows are at most %s for the "
+                "rest of the run, and what was cut is fetched again.",
+                self.stream_name,
+                length_text(window.length),
+                missing,
+                length_text(cut),
+                length_text(cut),
+            )
+        rest = Window(window.start + cut, window.end)
+        return WindowSplit(self.pieces(job, pieces_within(rest, cut)), done_until=rest.start)
+
+    def record_time(self, record: dict[str, object]) -> int | None:
+        """The earliest of a record's times in Unix seconds (never later than the one the
+        window filters on, whichever that is), or None."""
+        moments = []
+        for name in self.time_fields:
+            value = record.get(name)
+            if value is not None:
+                try:
+                    moments.append(epoch_microseconds(value) // _MICROS)
+                except ValueError:
+                    continue
+        return min(moments) if moments else None
 
     def report_unfollowed_cursor(self, query: Query, page: Page) -> None:
         """A full page came without a cursor to follow: split, or stop if nothing is left to
         split. Warn once per run, naming the answer's keys for the operator to report."""
-        ANSWER_SHAPE.split_seen = True
+        self.readings.note_split()
         if query.window.length <= 1:
             raise IncompleteWindowError(
                 f"The Export API answered {query.describe()} with a full page of "
@@ -185,7 +333,7 @@ class WindowFetcher:
                 f"{', '.join(page.keys)}). One second cannot be split further, so records "
                 "would be left behind; stopping. Please report the answer's shape."
             )
-        if ANSWER_SHAPE.warn_once():
+        if self.readings.first_time("unfollowed-cursor"):
             self.logger.warning(
                 "The Export API answered a full page (%d records) with no cursor to follow "
                 "under '%s'; its top-level keys are: %s. Windows that come back full are "
@@ -197,8 +345,15 @@ class WindowFetcher:
             )
 
 
-def length_text(seconds: int) -> str:
-    """A window length for people: days, or hours under a day."""
-    if seconds >= DAY_SECONDS:
-        return f"{seconds / DAY_SECONDS:.3g} days"
-    return f"{seconds / 3600:.3g} hours"
+_id_decoder = msgspec.json.Decoder(dict[str, object])
+
+
+def _ids(page: Page) -> Iterator[str]:
+    for raw in page.data:
+        try:
+            record = _id_decoder.decode(raw)
+        except msgspec.DecodeError:
+            continue
+        record_id = record.get("_id")
+        if isinstance(record_id, str):
+            yield record_id

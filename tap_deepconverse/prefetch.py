@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Hashable, Iterator
+from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
 J = TypeVar("J")
@@ -66,13 +67,21 @@ class ByteBudget:
             self.changed.notify_all()
 
 
+@dataclass(frozen=True)
+class Replaced(Generic[J]):
+    """Produced last by a job whose remaining work is ``jobs``: the pipeline places them
+    right after it in its partition, and the consumer receives this item too."""
+
+    jobs: tuple[J, ...]
+
+
 class JobSource(Protocol[K, J_co]):
     """Plans jobs. Called under the pipeline's lock, never from two threads at once."""
 
     def next_job(self, only: K | None = None) -> tuple[K, J_co] | None:
         """A job to start now (of partition ``only`` if given), or None if none can be."""
 
-    def exhausted(self, key: K) -> bool:
+    def all_planned(self, key: K) -> bool:
         """True when partition ``key`` will have no further job."""
 
 
@@ -93,6 +102,7 @@ class _Job(Generic[K, J, T]):
         self.key = key
         self.job = job
         self.reading = False  # set when the consumer reads this job: it may always progress
+        self.started = False
         self._pipeline = pipeline
         self._items: deque[tuple[object, int]] = deque()
         self._ready = threading.Condition()
@@ -100,6 +110,7 @@ class _Job(Generic[K, J, T]):
         self._thread = threading.Thread(target=self._run, name=f"fetch-{job}", daemon=True)
 
     def start(self) -> None:
+        self.started = True
         self._thread.start()
 
     def _run(self) -> None:
@@ -118,6 +129,11 @@ class _Job(Generic[K, J, T]):
                 except BaseException:
                     budget.give(estimate)
                     raise
+                if isinstance(value, Replaced):
+                    budget.give(estimate)
+                    pipeline.insert_after(self, value.jobs)
+                    self._put(value, 0)
+                    continue
                 size = pipeline.size(value)
                 budget.give(estimate - size)
                 pipeline.estimate = max(pipeline.estimate, size)
@@ -183,11 +199,32 @@ class Pipeline(Generic[K, J, T]):
     def _start(self, key: K, job: J) -> None:
         started = _Job(key, job, self)
         self._waiting.setdefault(key, deque()).append(started)
+        self._launch(started)
+
+    def _launch(self, job: _Job[K, J, T]) -> None:
         self._running += 1
-        started.start()
+        job.start()
+
+    def insert_after(self, job: _Job[K, J, T], jobs: tuple[J, ...]) -> None:
+        """Queue ``jobs`` right after ``job`` in its partition (at the front when the
+        consumer is reading it), to be started before anything new is planned."""
+        with self._lock:
+            waiting = self._waiting.setdefault(job.key, deque())
+            place = waiting.index(job) + 1 if job in waiting else 0
+            for offset, new in enumerate(jobs):
+                waiting.insert(place + offset, _Job(job.key, new, self))
+            self._fill()
+            self._lock.notify_all()
 
     def _fill(self) -> None:
-        """Start what the source can plan, within the limits. Holds the lock."""
+        """Start queued jobs, then what the source can plan, within the limits. Holds the
+        lock."""
+        for waiting in self._waiting.values():
+            for queued in waiting:
+                if self._running >= self.max_parallel or self.stop.is_set():
+                    return
+                if not queued.started:
+                    self._launch(queued)
         ahead = AHEAD_PER_SLOT * self.max_parallel
         while not self.stop.is_set() and self._running < self.max_parallel:
             if sum(len(jobs) for jobs in self._waiting.values()) >= ahead:
@@ -214,7 +251,7 @@ class Pipeline(Generic[K, J, T]):
             with self._lock:
                 jobs = self._waiting.setdefault(key, deque())
                 while not jobs:
-                    if self.source.exhausted(key):
+                    if self.source.all_planned(key):
                         return
                     # The consumer waits on this partition: start its next job even beyond
                     # max_parallel, so that it never waits on jobs it does not read.
@@ -224,6 +261,8 @@ class Pipeline(Generic[K, J, T]):
                     else:
                         self._lock.wait(_POLL_SECONDS)
                 current = jobs.popleft()
+                if not current.started:
+                    self._launch(current)  # read now: beyond max_parallel if need be
                 self._fill()
             yield current.job, current.items()
 

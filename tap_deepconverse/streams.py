@@ -22,8 +22,9 @@ from singer_sdk.helpers.types import Context
 from singer_sdk.singerlib import RecordMessage
 
 from tap_deepconverse.client import Counters, ExportClient, Page, Query
-from tap_deepconverse.fetching import BUFFER_BUDGET, DAY_SECONDS, WindowFetcher, WindowSource
-from tap_deepconverse.prefetch import Pipeline
+from tap_deepconverse.fetching import WindowFetcher, WindowJob, WindowSource, WindowSplit
+from tap_deepconverse.prefetch import ByteBudget, Pipeline
+from tap_deepconverse.readings import DAY_SECONDS, ApiReadings
 from tap_deepconverse.timestamps import (
     EPOCH,
     TimestampError,
@@ -33,12 +34,31 @@ from tap_deepconverse.timestamps import (
     parse_timestamp,
     to_unix_seconds,
 )
-from tap_deepconverse.windows import RecentIds, Window, WindowLimit, WindowPlanner, resume_from
+from tap_deepconverse.windows import RecentIds, Window, WindowPlanner, resume_from
 
 if TYPE_CHECKING:
     from singer_sdk import Tap
 
 EXTRA_FIELD = "_extra"
+# Beside each bot's bookmark: the longest window the API has shown to answer completely, so
+# that later runs need not check it again.
+COMPLETE_WINDOW_KEY = "complete_window_seconds"
+# ... and how many records a day the bot's last window held, to size the next run's windows.
+DENSITY_KEY = "records_per_day"
+# Fetched pages waiting to be written, across both streams: the tap's memory beyond this is
+# about one page per window in flight.
+BUFFER_BUDGET_BYTES = 16 * 1024 * 1024
+
+
+class RunShared:
+    """What the streams of one run share: what it learns about the API, and one budget of
+    bytes for the pages waiting to be written."""
+
+    def __init__(self, readings: ApiReadings) -> None:
+        self.readings = readings
+        self.budget = ByteBudget(BUFFER_BUDGET_BYTES)
+
+
 EXTRA_PROPERTY = th.Property(
     EXTRA_FIELD,
     th.ObjectType(),
@@ -88,6 +108,7 @@ class ExportStream(Stream):
     is_sorted = False
     # Fields that may hold any JSON value (see any_json).
     any_json_fields: ClassVar[tuple[str, ...]] = ()
+    shared: RunShared  # given by the tap before the sync
 
     @cached_property
     def json_text_fields(self) -> tuple[str, ...]:
@@ -152,7 +173,9 @@ class ExportStream(Stream):
         start_date = to_unix_seconds(parse_timestamp(config["start_date"]))
         end_date = config.get("end_date")
         stop = to_unix_seconds(parse_timestamp(end_date)) if end_date else int(time.time())
-        bookmark_text = self.get_context_state(context).get("replication_key_value")
+        state = self.get_context_state(context)
+        bookmark_text = state.get("replication_key_value")
+        density = state.get(DENSITY_KEY)
         bookmark = to_unix_seconds(parse_timestamp(bookmark_text)) if bookmark_text else None
         start = resume_from(start_date, bookmark, int(config["lookback_minutes"]) * 60)
         return WindowPlanner(
@@ -160,17 +183,14 @@ class ExportStream(Stream):
             stop,
             first_length=int(config["window_hours"]) * 3600,
             longest=int(config["max_window_days"]) * DAY_SECONDS,
+            density=float(density) / DAY_SECONDS if density is not None else None,
         )
-
-    @cached_property
-    def window_limit(self) -> WindowLimit:
-        return WindowLimit(trusted=int(self.config["window_hours"]) * 3600)
 
     @cached_property
     def windows(self) -> WindowSource:
         """Every bot's planner, made once per run."""
         planners = {context["bot_name"]: self.planner(context) for context in self.partitions}
-        return WindowSource(planners, self.window_limit)
+        return WindowSource(planners, self.shared.readings, self.name)
 
     @cached_property
     def fetcher(self) -> WindowFetcher:
@@ -179,20 +199,22 @@ class ExportStream(Stream):
             client=self.client,
             queries=self.queries,
             source=self.windows,
+            readings=self.shared.readings,
+            time_fields=sorted(self.time_fields),
             per_page=int(self.config["page_size"]),
             counters=self.counters,
             logger=self.logger,
         )
 
     @cached_property
-    def pipeline(self) -> Pipeline[str, tuple[str, Window], Page]:
+    def pipeline(self) -> Pipeline[str, WindowJob, Page | WindowSplit]:
         """Windows fetched ahead across bots; started on first use, closed after the sync."""
-        pipeline: Pipeline[str, tuple[str, Window], Page] = Pipeline(
+        pipeline: Pipeline[str, WindowJob, Page | WindowSplit] = Pipeline(
             self.windows,
-            lambda job: self.fetcher.window_pages(*job),
-            size=lambda page: page.size,
+            self.fetcher.window_pages,
+            size=_page_size,
             max_parallel=int(self.config["max_parallel_windows"]),
-            budget=BUFFER_BUDGET,
+            budget=self.shared.budget,
         )
         pipeline.fill()
         return pipeline
@@ -232,10 +254,18 @@ class ExportStream(Stream):
         )
         recent = RecentIds()
         started = last = time.monotonic()
-        for (_, window), pages in self.pipeline.partition(bot_name):
-            recent.next_window()
+        for job, pages in self.pipeline.partition(bot_name):
+            window = job.window
             emitted = odd = duplicates = page_count = 0
+            split: WindowSplit | None = None
             for page in pages:
+                if isinstance(page, WindowSplit):
+                    split = page
+                    continue
+                if not page_count:
+                    # Ids of the range before this window's: a window replaced whole by
+                    # pieces has none of its own, and its first piece borders that range.
+                    recent.next_window()
                 page_count += 1
                 self.page_fetched_at = page.fetched_at
                 for raw in page.records():
@@ -258,7 +288,20 @@ class ExportStream(Stream):
                     odd,
                     " or ".join(sorted(self.time_fields)),
                 )
-            self.finish_window(context, window)
+            if split is not None:
+                # The pieces cover the rest: the bookmark moves only as they are written.
+                if split.done_until > window.start:
+                    self.finish_window(context, split.done_until)
+                self.logger.debug(
+                    "%s for bot '%s', window %s fetched as %d pieces from %s.",
+                    self.name,
+                    bot_name,
+                    _window_text(window),
+                    len(split.jobs),
+                    _log_time(split.done_until),
+                )
+                continue
+            self.finish_window(context, window.end)
             now = time.monotonic()
             done = (window.end - first) / (stop - first)
             self.logger.info(
@@ -331,11 +374,16 @@ class ExportStream(Stream):
                 )
         self.state_manager.is_flushed = False
 
-    def finish_window(self, context: Context, window: Window) -> None:
-        """Move the bot's bookmark to the window's end and emit it as a STATE message."""
+    def finish_window(self, context: Context, end: int) -> None:
+        """Move the bot's bookmark to ``end`` (every record before it is out) and emit it
+        as a STATE message."""
         state = self.get_context_state(context)
         state["replication_key"] = self.replication_key
-        state["replication_key_value"] = _iso(window.end)
+        state["replication_key_value"] = _iso(end)
+        state[COMPLETE_WINDOW_KEY] = self.shared.readings.complete_length(self.name)
+        density = self.windows.density(context["bot_name"])
+        if density is not None:
+            state[DENSITY_KEY] = round(density * DAY_SECONDS, 3)
         self.state_manager.is_flushed = False
         self._write_state_message()
 
@@ -429,6 +477,10 @@ class MessagesStream(ExportStream):
         if not conversation_ids:
             return super().queries(bot_name, window)
         return [self.query(bot_name, window, conversation_id=c) for c in conversation_ids]
+
+
+def _page_size(item: Page | WindowSplit) -> int:
+    return item.size if isinstance(item, Page) else 0
 
 
 def _iso(seconds: int) -> str:

@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from types import FrameType
 from typing import IO, Any
 from urllib.parse import urlsplit
@@ -28,7 +29,14 @@ from singer_sdk.plugin_base import JSONSchemaValidator
 from singer_sdk.singerlib import RecordMessage, StateMessage
 
 from tap_deepconverse.errors import DeepConverseError, StateError
-from tap_deepconverse.streams import STREAM_TYPES, ExportStream
+from tap_deepconverse.readings import ApiReadings
+from tap_deepconverse.streams import (
+    COMPLETE_WINDOW_KEY,
+    DENSITY_KEY,
+    STREAM_TYPES,
+    ExportStream,
+    RunShared,
+)
 from tap_deepconverse.sync import sync_streams
 from tap_deepconverse.timestamps import TimestampError, parse_timestamp
 
@@ -256,6 +264,10 @@ def _partition_problems(name: str, stream: Stream, partition: object) -> list[st
     key = partition.get("replication_key")
     if key is not None and key != stream.replication_key:
         return [f"{where} is bookmarked on {key!r}, not {stream.replication_key!r}"]
+    for learnt in (COMPLETE_WINDOW_KEY, DENSITY_KEY):
+        number = partition.get(learnt)
+        if number is not None and not _non_negative(number):
+            return [f"{where} has a {learnt} that is not a non-negative number: {number!r}"]
     value = partition.get("replication_key_value")
     if value is not None:
         try:
@@ -263,6 +275,21 @@ def _partition_problems(name: str, stream: Stream, partition: object) -> list[st
         except TimestampError:
             return [f"{where} has a bookmark that is not a time: {value!r}"]
     return []
+
+
+def _non_negative(value: object) -> bool:
+    # The SDK reads numbers in the state as Decimal.
+    return isinstance(value, int | float | Decimal) and not isinstance(value, bool) and value >= 0
+
+
+def remembered_window(state: Mapping[str, Any], stream: str) -> int:
+    """The longest window an earlier run saw the API answer completely, for ``stream``."""
+    stream_state = state.get("bookmarks", {}).get(stream, {})
+    lengths = [
+        int(partition.get(COMPLETE_WINDOW_KEY) or 0)
+        for partition in stream_state.get("partitions", [])
+    ]
+    return max(lengths, default=0)
 
 
 class RecordBatchingWriter(MsgSpecWriter):
@@ -361,16 +388,27 @@ class TapDeepConverse(Tap):
         if self.state:
             self._state_writer.write_state(self.state)
         streams = [s for s in self.streams.values() if isinstance(s, ExportStream)]
+        readings = ApiReadings(
+            # What a daily run asks for: window_hours plus the lookback, assumed complete.
+            trusted_window=int(self.config["window_hours"]) * 3600
+            + int(self.config["lookback_minutes"]) * 60,
+            accepted_window=int(self.config["window_hours"]) * 3600,
+            remembered_windows={s.name: remembered_window(self.state, s.name) for s in streams},
+        )
+        shared = RunShared(readings)
         for stream in streams:
+            stream.shared = shared
             if not stream.selected:
                 self.logger.info("Skipping deselected stream '%s'.", stream.name)
+        selected = [s for s in streams if s.selected]
         try:
-            sync_streams([s for s in streams if s.selected])
+            sync_streams(selected)
         finally:
             for stream in streams:
                 stream.stop_fetching()
         for stream in streams:
             stream.log_sync_costs()
+        self.logger.info("%s", readings.summary(s.name for s in selected))
 
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         """Schema checks plus cross-setting checks; messages name the setting, never a secret."""

@@ -15,7 +15,9 @@ timed before it has been emitted.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+import itertools
+import math
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 # Requests start this many seconds before the window, in case the API excludes start_time.
@@ -65,10 +67,22 @@ PAGES_PER_WINDOW = 4  # records per window aimed at, in pages, while the cursor 
 # a whole number of pages costs a request for a few records.
 WHOLE_PAGES_MARGIN = 0.9
 SPLIT_TARGET_FRACTION = 0.5  # ... and in pages when it is not: stay well under a full page
-# A window is at most this many times longer than the last one that reported: enough for a
-# first day to grow to a month at once, while a minutes-long window grows in steps.
-MAX_GROWTH = 64
+# A window is at most this many times longer than the last one that reported: growth is
+# earned step by step (a day, then 8 days, then a month), as an empty window says little
+# about the range after it.
+MAX_GROWTH = 8
+# A window at most this much longer than the longest shown complete is cut to that length.
+NEAR_COMPLETE = 0.9
 MIN_WINDOW_SECONDS = 60
+RECENT_WEIGHT = 0.5  # the density is a sum of recent windows' counts, each earlier one halved
+# Pages one window may fetch one after the other (each needs the previous cursor); a window
+# found to hold more is fetched as shorter windows in parallel instead.
+MAX_CHAINED_PAGES = 4.5
+# Pieces a dense window is cut into when nothing tells how dense it is (the API's order is
+# not by time and no earlier window of the bot reported a count): pieces dense again are cut
+# again, so a window of any size ends in pieces of a few pages.
+BLIND_PIECES = 4
+MAX_PIECES = 64
 
 
 def next_length(
@@ -100,7 +114,15 @@ class WindowPlanner:
     range in order whatever order they finish in.
     """
 
-    def __init__(self, start: int, stop: int, *, first_length: int, longest: int) -> None:
+    def __init__(
+        self,
+        start: int,
+        stop: int,
+        *,
+        first_length: int,
+        longest: int,
+        density: float | None = None,
+    ) -> None:
         if first_length <= 0 or longest <= 0:
             raise ValueError("window lengths must be positive")
         self.start = self.next_start = start
@@ -109,7 +131,11 @@ class WindowPlanner:
         self.longest = longest
         self.proven = 0  # the longest window that has reported or shown to be dense
         self.reported = False
-        self.in_flight = 0
+        self.in_flight = 0  # planned windows not yet finished or replaced by pieces
+        # Records a second in the last windows reported (or in an earlier run's).
+        self.density = density
+        self._records = 0.0
+        self._seconds = 0.0
 
     @property
     def done(self) -> bool:
@@ -121,14 +147,18 @@ class WindowPlanner:
         """True when a next window can be planned now."""
         return not self.done and (self.in_flight == 0 or self.length <= self.proven)
 
-    def next_window(self, longest: int | None = None) -> Window:
+    def next_window(self, longest: int | None = None, *, complete: int = 0) -> Window:
         """The next window. ``longest`` lowers the length limit (the API's own limit, once
-        learnt). A window leaves no remainder shorter than half its length: the remainder is
-        joined to it, so a daily run of one day plus the lookback costs one window."""
+        learnt). A window little longer than ``complete`` (the longest the API has shown to
+        answer completely) is shortened to it, as a longer one costs a check. A window
+        leaves no remainder shorter than half its length: the remainder is joined to it, so
+        a daily run of one day plus the lookback costs one window."""
         if self.done:
             raise ValueError("no window left to plan")
         limit = min(self.longest, longest) if longest else self.longest
         length = min(self.length, limit)
+        if complete < length <= complete / NEAR_COMPLETE:
+            length = complete
         end = min(self.next_start + length, self.stop)
         if self.stop - end < length // 2 and self.stop - self.next_start <= limit:
             end = self.stop
@@ -137,7 +167,7 @@ class WindowPlanner:
         self.in_flight += 1
         return window
 
-    def dense(self, window: Window) -> None:
+    def note_dense(self, window: Window) -> None:
         """A window in flight already holds more than a page: windows as long as it will not
         come back light, so they may be planned before it reports; and, until a window
         reports how many records it held (the first window's length is a guess), half as
@@ -147,19 +177,101 @@ class WindowPlanner:
         if not self.reported:
             self.length = max(MIN_WINDOW_SECONDS, min(self.length, window.length // 2))
 
-    def observe(self, window: Window, records: int, *, target_records: float) -> None:
-        """A planned window finished with ``records`` records."""
+    def replaced(self, window: Window) -> None:
+        """A planned window is fetched as pieces instead (each reports as it finishes)."""
         self.in_flight -= 1
+        self.note_dense(window)
+
+    def observe(
+        self, window: Window, records: int, *, target_records: float, planned: bool = True
+    ) -> None:
+        """A window finished with ``records`` records: one this planner planned, or a piece
+        of one (``planned`` False), which was never counted in flight."""
+        if planned:
+            self.in_flight -= 1
         self.reported = True
+        # Recent windows weigh more, but not one alone: pieces cut at a sample's quantiles
+        # vary in density by design.
+        self._records = self._records * RECENT_WEIGHT + records
+        self._seconds = self._seconds * RECENT_WEIGHT + window.length
+        self.density = self._records / self._seconds
         self.proven = max(self.proven, window.length)
         self.length = next_length(
             self.length,
-            observed_seconds=window.end - window.start,
-            observed_records=records,
+            observed_seconds=round(self._seconds),
+            observed_records=round(self._records),
             target_records=target_records,
             shortest=MIN_WINDOW_SECONDS,
             longest=self.longest,
         )
+
+
+def dense_pieces(
+    window: Window,
+    sample: Sequence[int],
+    *,
+    per_page: int,
+    prior_density: float | None,
+) -> list[Window] | None:
+    """The pieces to fetch in parallel instead of a window whose first page (``sample``: its
+    records' times in the order served, Unix seconds) came with a cursor; None when the
+    window holds few enough pages to follow its cursor.
+
+    How many records the window holds is estimated from what tells: the page itself when
+    the API serves in time order (its span covers a known share of the window), else the
+    bot's last reported density, else nothing (:data:`BLIND_PIECES`). Pieces are cut at the
+    sample's quantiles when it is a sample of the whole window, so that each holds about as
+    many records wherever in the window they are; evenly over the part the records are in
+    when it is in time order."""
+    inside = sorted(t for t in sample if window.start - EDGE_OVERLAP_SECONDS <= t <= window.end)
+    if len(inside) < 2:
+        return None  # no times to go by: the cursor still gets every record
+    first_time, last_time = inside[0], inside[-1]
+    ascending = list(sample) == inside
+    descending = list(sample) == inside[::-1]
+    if ascending or descending:
+        covered = max(last_time - first_time, 1)
+        rest = window.end - first_time if ascending else last_time + 1 - window.start
+        records = len(sample) * max(rest, covered) / covered
+    elif prior_density:
+        records = prior_density * window.length
+    else:
+        records = BLIND_PIECES * PAGES_PER_WINDOW * WHOLE_PAGES_MARGIN * per_page
+    pages = max(records / per_page, 2.0)  # a cursor came: more than one page
+    if pages <= MAX_CHAINED_PAGES:
+        return None
+    count = min(MAX_PIECES, math.ceil(pages / (PAGES_PER_WINDOW * WHOLE_PAGES_MARGIN)))
+    if ascending:
+        cuts = _even_cuts(max(first_time, window.start), window.end, count)
+    elif descending:
+        cuts = _even_cuts(window.start, min(last_time + 1, window.end), count)
+    else:
+        cuts = [inside[len(inside) * i // count] for i in range(1, count)]
+    return _tile(window, cuts) or _even(window, 2)
+
+
+def _even_cuts(start: int, end: int, count: int) -> list[int]:
+    return [start + (end - start) * i // count for i in range(1, count)]
+
+
+def _even(window: Window, count: int) -> list[Window]:
+    return _tile(window, _even_cuts(window.start, window.end, count))
+
+
+def _tile(window: Window, cuts: Sequence[int]) -> list[Window]:
+    """The pieces of ``window`` between the cut points strictly inside it (duplicates
+    dropped); empty when there is none."""
+    points = sorted({c for c in cuts if window.start < c < window.end})
+    if not points:
+        return []
+    edges = [window.start, *points, window.end]
+    return [Window(a, b) for a, b in itertools.pairwise(edges)]
+
+
+def pieces_within(window: Window, longest: int) -> list[Window]:
+    """Equal pieces of ``window``, each at most ``longest`` seconds long."""
+    count = math.ceil(window.length / max(longest, 1))
+    return _even(window, count) if count > 1 else [window]
 
 
 def target_records(per_page: int, *, cursor_followed: bool) -> float:

@@ -91,10 +91,11 @@ def test_halves_tile_the_window() -> None:
 
 def test_next_length_grows_by_a_bounded_factor_and_shrinks_at_once() -> None:
     bounds = {"target_records": 4000, "shortest": 60, "longest": 31 * DAY}
-    # Light: one record a day allows thousands of days, but never beyond the longest window.
-    assert next_length(DAY, observed_seconds=DAY, observed_records=1, **bounds) == 31 * DAY
+    # Light: one record a day allows thousands of days, but growth is earned step by step.
+    assert next_length(DAY, observed_seconds=DAY, observed_records=1, **bounds) == 8 * DAY
+    assert next_length(8 * DAY, observed_seconds=8 * DAY, observed_records=1, **bounds) == 31 * DAY
     # A short window grows by a bounded factor: its count says little.
-    assert next_length(600, observed_seconds=600, observed_records=0, **bounds) == 64 * 600
+    assert next_length(600, observed_seconds=600, observed_records=0, **bounds) == 8 * 600
     # Dense: 40,000 records a day means a tenth of a day holds the target.
     dense = next_length(DAY, observed_seconds=DAY, observed_records=39_999, **bounds)
     assert dense == DAY // 10
@@ -116,8 +117,8 @@ def test_planner_tiles_the_range_and_waits_for_the_first_window() -> None:
     assert planner.done
     assert all(a.end == b.start for a, b in itertools.pairwise(windows))
     assert windows[-1].end == 60 * DAY
-    assert [w.length for w in windows[:2]] == [DAY, 31 * DAY]
-    assert len(windows) == 3  # the last, 28 days, is what is left
+    assert [w.length for w in windows[:3]] == [DAY, 8 * DAY, 31 * DAY]
+    assert len(windows) == 4  # the last, 20 days, is what is left
 
 
 def test_planner_shrinks_for_dense_data_and_keeps_several_windows_in_flight() -> None:
@@ -172,10 +173,10 @@ def test_a_dense_first_window_lets_the_next_ones_go_before_it_reports() -> None:
     planner = WindowPlanner(0, 30 * DAY, first_length=DAY, longest=31 * DAY)
     first = planner.next_window()
     assert not planner.ready
-    planner.dense(first)  # its first page came with a cursor
+    planner.note_dense(first)  # its first page came with a cursor
     assert planner.ready
     half = DAY // 2
     second, third = planner.next_window(), planner.next_window()
     assert (second, third) == (Window(DAY, DAY + half), Window(DAY + half, 2 * DAY))
-    planner.dense(third)  # dense again: shorter again
+    planner.note_dense(third)  # dense again: shorter again
     assert planner.next_window() == Window(2 * DAY, 2 * DAY + half // 2)

@@ -24,6 +24,15 @@ def spans(sim: Simulator, endpoint: str, status: int = 200) -> list[int]:
     ]
 
 
+def bots_asked(sim: Simulator, endpoint: str) -> list[str]:
+    """The bot of each first page counted by :func:`spans`."""
+    return [
+        r.params["bot_name"]
+        for r in sim.requests
+        if r.endpoint == endpoint and r.status == 200 and "cursor" not in r.params
+    ]
+
+
 @pytest.mark.parametrize("cursor_key", ["next_cursor", "pagination.cursor", "none"])
 def test_complete_whatever_the_cursor_key(
     tap: TapRunner, fast_simulator: Simulator, cursor_key: str
@@ -94,9 +103,16 @@ def test_quiet_bots_get_long_windows(tap: TapRunner) -> None:
         assert_complete_and_exact(run, dataset)
         for endpoint in STREAMS:
             lengths = spans(sim, endpoint)
-            # Per bot: one day, then 31-day windows: 4 windows for 90 days, where 24-hour
-            # windows took 90.
-            assert len(lengths) == 4 * len(dataset.bots), lengths
+            # Per bot: one day, 8 days, then month-long windows (growth is earned a step at
+            # a time): 5 windows for 90 days, where 24-hour windows took 90; and a check or
+            # two of the part after a long window's last record while no answer has shown
+            # so long a window complete.
+            for bot in dataset.bots:
+                asked = [
+                    n for n, b in zip(lengths, bots_asked(sim, endpoint), strict=True) if b == bot
+                ]
+                assert asked[:2] == [DAY + 1, 8 * DAY + 1], asked
+                assert 5 <= len(asked) <= 8, asked
             assert max(lengths) == 31 * DAY + 1  # one second of overlap before each window
             assert len([r for r in sim.requests if r.endpoint == endpoint]) == len(lengths)
 
@@ -118,9 +134,11 @@ def test_dense_bots_get_short_windows(tap: TapRunner) -> None:
     # After the first days (24 hours each), windows sized to about 4 pages: some 8 hours.
     assert lengths[0] == DAY + 1
     assert min(lengths) < DAY / 2, lengths
-    # Requests stay close to the floor: the records in pages of 10.
+    # Requests stay close to the floor: the records in pages of 10. The first dense window
+    # of each bot is cut into pieces blindly (records come in no time order, and nothing
+    # has told how dense the bot is yet), which weighs on so small an export.
     floor = sum(-(-dataset.count("messages", bot) // 10) for bot in dataset.bots)
-    assert len(messages) <= 1.3 * floor, (len(messages), floor)
+    assert len(messages) <= 1.4 * floor, (len(messages), floor)
 
 
 def test_a_daily_run_costs_one_request_per_bot_and_stream(
@@ -157,8 +175,8 @@ def test_a_window_the_api_finds_too_long_is_halved_and_the_limit_kept(tap: TapRu
             assert len(rejected) <= 8, rejected
     learnt = [line for line in run.stderr.splitlines() if "accepts windows of" in line]
     assert len(learnt) == 2, learnt  # once per endpoint
-    # 31 days (the second window) were refused, then 15.5, and 7.75; 3.88 days accepted.
-    assert all("accepts windows of 3.88 days" in line for line in learnt)
+    # 8 days (the second window) were refused, and 4 days accepted.
+    assert all("accepts windows of 4 days" in line for line in learnt)
 
 
 def test_a_rejected_window_of_window_hours_stays_fatal(
