@@ -38,8 +38,10 @@ from tap_deepconverse.prefetch import Replaced
 from tap_deepconverse.readings import ApiReadings, length_text
 from tap_deepconverse.timestamps import epoch_microseconds
 from tap_deepconverse.windows import (
+    MAX_CHAINED_PAGES,
     Window,
     WindowPlanner,
+    chain_rest,
     dense_pieces,
     halves,
     pieces_within,
@@ -182,7 +184,8 @@ class WindowFetcher:
         reach = AnswerReach(self.record_time) if window.length > complete else None
         records = 0
         dense = False
-        for page in pages:
+        served: list[int] = []  # times in the order served, while a long chain may be cut
+        for number, page in enumerate(pages, start=1):
             self.counters.add(pages=1)
             records += page.count
             if page.cursor is not None and not dense:
@@ -191,7 +194,16 @@ class WindowFetcher:
                 self.source.note_dense(job)
             if reach is not None:
                 reach.add(page)
+            if len(queries) == 1 and page.cursor is not None:
+                served.extend(self.page_times(page))
             yield page
+            if len(queries) == 1 and page.cursor is not None and number >= MAX_CHAINED_PAGES:
+                rest = chain_rest(window, served, per_page=max(page.count, 1))
+                if rest is not None:
+                    # Denser than planned: what is left goes on as pieces in parallel.
+                    self.source.replaced(job)
+                    yield WindowSplit(self.pieces(job, rest[1]), done_until=rest[0])
+                    return
         if reach is not None:
             split = self.check_tail(job, reach)
             if split is not None:
@@ -264,10 +276,9 @@ class WindowFetcher:
                 "report the answer's shape."
             )
         if replaceable and first.cursor is not None:
-            sample = [self.record_time(r) for r in first.records() if isinstance(r, dict)]
             pieces = dense_pieces(
                 window,
-                [t for t in sample if t is not None],
+                self.page_times(first),
                 per_page=max(first.count, 1),
                 prior_density=self.source.density(query.bot_name),
             )
@@ -308,6 +319,11 @@ class WindowFetcher:
             )
         rest = Window(window.start + cut, window.end)
         return WindowSplit(self.pieces(job, pieces_within(rest, cut)), done_until=rest.start)
+
+    def page_times(self, page: Page) -> list[int]:
+        """The times of a page's records, in the order served."""
+        times = (self.record_time(r) for r in page.records() if isinstance(r, dict))
+        return [t for t in times if t is not None]
 
     def record_time(self, record: dict[str, object]) -> int | None:
         """The earliest of a record's times in Unix seconds (never later than the one the

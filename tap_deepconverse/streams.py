@@ -253,6 +253,7 @@ class ExportStream(Stream):
             _log_time(stop),
         )
         recent = RecentIds()
+        release_at: int | None = None  # where the pieces of a window cut mid-chain end
         started = last = time.monotonic()
         for job, pages in self.pipeline.partition(bot_name):
             window = job.window
@@ -288,7 +289,13 @@ class ExportStream(Stream):
                     odd,
                     " or ".join(sorted(self.time_fields)),
                 )
+            if release_at is not None and window.end >= release_at:
+                recent.release()
+                release_at = None
             if split is not None:
+                if page_count:
+                    recent.hold()
+                    release_at = max(job.window.end for job in split.jobs)
                 # The pieces cover the rest: the bookmark moves only as they are written.
                 if split.done_until > window.start:
                     self.finish_window(context, split.done_until)

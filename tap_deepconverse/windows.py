@@ -250,6 +250,31 @@ def dense_pieces(
     return _tile(window, cuts) or _even(window, 2)
 
 
+def chain_rest(
+    window: Window, times: Sequence[int], *, per_page: int
+) -> tuple[int, list[Window]] | None:
+    """A window whose cursor chain has gone :data:`MAX_CHAINED_PAGES` pages and goes on: when
+    the API serves it in time order (``times``: the records' times as served), the part not
+    yet served is a range of its own, fetched as pieces instead. Returns the time up to which
+    the window's records are all out, and the pieces; None when the order is not by time.
+    The density seen so far sizes the pieces."""
+    if len(times) < 2:
+        return None
+    ordered = sorted(times)
+    if list(times) == ordered:
+        done, rest = times[-1], Window(max(times[-1], window.start), window.end)
+    elif list(times) == ordered[::-1]:
+        done, rest = window.start, Window(window.start, min(times[-1] + 1, window.end))
+    else:
+        return None
+    if rest.length < 2:
+        return None
+    density = len(times) / max(ordered[-1] - ordered[0], 1)
+    pages = density * rest.length / per_page
+    count = min(MAX_PIECES, max(2, math.ceil(pages / (PAGES_PER_WINDOW * WHOLE_PAGES_MARGIN))))
+    return max(done, window.start), _even(rest, count) or [rest]
+
+
 def _even_cuts(start: int, end: int, count: int) -> list[int]:
     return [start + (end - start) * i // count for i in range(1, count)]
 
@@ -289,10 +314,12 @@ class RecentIds:
     def __init__(self) -> None:
         self._previous: set[Hashable] = set()
         self._current: set[Hashable] = set()
+        self._held: set[Hashable] = set()
 
     def add(self, key: Hashable) -> bool:
-        """Record ``key``; False when it was already seen in this or the previous window."""
-        if key in self._current or key in self._previous:
+        """Record ``key``; False when it was already seen in this or the previous window, or
+        is held."""
+        if key in self._current or key in self._previous or key in self._held:
             return False
         self._current.add(key)
         return True
@@ -300,6 +327,14 @@ class RecentIds:
     def next_window(self) -> None:
         """Forget the older window's ids when a new window begins."""
         self._previous, self._current = self._current, set()
+
+    def hold(self) -> None:
+        """Keep the current window's ids until :meth:`release`: the pieces that fetch the
+        rest of it may meet its records at their far end, several windows later."""
+        self._held |= self._current
+
+    def release(self) -> None:
+        self._held = set()
 
 
 class WindowLimit:
