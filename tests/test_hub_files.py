@@ -1,7 +1,8 @@
-"""The files of a Meltano Hub pull request that adds the extractor (hub/, see hub/README.md)
-pass the Hub's own checks: its yamllint rules (tests/hub_schema/yamllint.yaml, a copy of the
-Hub's), the names its CI compares, and the form its tooling writes. A copy that breaks a rule
-is rejected, so the lint does check something. (The definition's schema: test_hub_schema.py.)
+"""The files of a Meltano Hub pull request that adds the extractor (under hub/; the README's
+Publishing section says where each goes) pass the Hub's own checks: its yamllint rules
+(tests/hub_schema/yamllint.yaml, a copy of the Hub's), the names its CI compares, and the form
+its tooling writes. A copy that breaks a rule is flagged, so the lint does check something.
+(The definition's schema: test_hub_schema.py.)
 """
 
 from __future__ import annotations

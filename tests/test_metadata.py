@@ -8,8 +8,11 @@ Hub definition is checked against the Hub's own schema in test_hub_schema.py.)
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 import sysconfig
@@ -274,6 +277,7 @@ def test_hub_definition_has_what_its_hub_page_shows() -> None:
         "keywords",
         "domain_url",
         "maintenance_status",
+        "logo_url",
     ):
         assert definition.get(key), f"the Hub definition has no {key}"
     assert "meltano_sdk" in definition["keywords"]
@@ -299,6 +303,36 @@ def test_names_agree_with_the_package() -> None:
     assert hub()["pip_url"] == project["name"]
     assert hub()["repo"] == project["urls"]["Repository"]
     assert extractor["pip_url"] == "-e ."
+
+
+def imported_modules() -> set[str]:
+    """The top-level modules the package imports, outside the standard library."""
+    found: set[str] = set()
+    for path in (ROOT / "tap_deepconverse").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+    return found - set(sys.stdlib_module_names) - {"__future__", "tap_deepconverse"}
+
+
+def test_every_module_the_code_imports_is_a_declared_dependency() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    declared = {
+        re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0].lower()
+        for requirement in project["dependencies"]
+    }
+    providers = importlib.metadata.packages_distributions()
+    imported = imported_modules()
+    assert {"singer_sdk", "requests", "msgspec", "backoff"} <= imported
+    undeclared = {
+        module: providers.get(module)
+        for module in imported
+        if not {name.lower() for name in providers.get(module, [])} & declared
+    }
+    assert not undeclared, f"imported, from distributions not declared: {undeclared}"
+    assert providers["backoff"] == ["python-backoff"]
 
 
 def test_meltano_project_selects_every_stream() -> None:
@@ -383,20 +417,62 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_build_makes_a_wheel_and_an_sdist(dist: Path) -> None:
-    (wheel,) = dist.glob("tap_deepconverse-*-py3-none-any.whl")
-    (sdist,) = dist.glob("tap_deepconverse-*.tar.gz")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    version = project["version"]
+    (wheel,) = dist.glob(f"tap_deepconverse-{version}-py3-none-any.whl")
+    (sdist,) = dist.glob(f"tap_deepconverse-{version}.tar.gz")
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
     assert {"tap_deepconverse/py.typed", "tap_deepconverse/simulator/__main__.py"} <= names
     assert not any(name.startswith("tests/") for name in names)
     with tarfile.open(sdist) as archive:
         members = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
-    assert {"README.md", "LICENSE", "meltano.yml", "CHANGELOG.md", "pyproject.toml"} <= members
+    assert {
+        "README.md",
+        "LICENSE",
+        "meltano.yml",
+        "CHANGELOG.md",
+        "RELEASING.md",
+        "pyproject.toml",
+    } <= members
     # What the README points to.
     assert {
         "examples/github-actions/deepconverse-daily.yml",
         "hub/extractors/tap-deepconverse.yml",
     } <= members
+
+
+def test_the_package_passes_twine_check_strict(dist: Path) -> None:
+    """What PyPI would refuse or render badly (metadata, the README as its page), offline."""
+    done = subprocess.run(
+        [sys.executable, "-m", "twine", "check", "--strict", *map(str, sorted(dist.iterdir()))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("PASSED") == 2, done.stdout
+
+
+def test_the_wheel_declares_what_the_code_imports(dist: Path) -> None:
+    """msgspec and backoff are imported, so declared; backoff's distribution is python-backoff
+    (the SDK's), as the original `backoff` would overwrite its module. No development tool."""
+    (wheel,) = dist.glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        (name,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        metadata = archive.read(name).decode()
+    requires = [
+        line.removeprefix("Requires-Dist: ")
+        for line in metadata.splitlines()
+        if line.startswith("Requires-Dist: ")
+    ]
+    names = {re.split(r"[\[<>=!~; ]", line, maxsplit=1)[0].lower() for line in requires}
+    assert {"singer-sdk", "requests", "msgspec", "python-backoff"} <= names, requires
+    assert "backoff" not in names
+    assert not names & {"pytest", "ruff", "mypy", "meltano", "duckdb", "yamllint", "twine"}
+    assert not any("extra ==" in line for line in requires), "no published extra"
+    assert "License-Expression: Apache-2.0" in metadata.splitlines()
 
 
 def test_wheel_installs_into_a_fresh_venv(dist: Path, tmp_path: Path) -> None:
