@@ -9,7 +9,6 @@ Hub definition is checked against the Hub's own schema in test_hub_schema.py.)
 from __future__ import annotations
 
 import ast
-import importlib.metadata
 import importlib.util
 import json
 import re
@@ -33,6 +32,12 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pytest and build bring tomli along on 3.10
     import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
+
+if sys.version_info >= (3, 11):
+    from importlib.metadata import packages_distributions
+else:  # 3.10's reads only top_level.txt, which wheels built by hatchling lack; the SDK brings
+    # the backport along before 3.12.
+    from importlib_metadata import packages_distributions
 
 ROOT = Path(__file__).resolve().parent.parent
 HUB_FILE = ROOT / "hub" / "extractors" / "tap-deepconverse.yml"
@@ -323,7 +328,7 @@ def test_every_module_the_code_imports_is_a_declared_dependency() -> None:
         re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0].lower()
         for requirement in project["dependencies"]
     }
-    providers = importlib.metadata.packages_distributions()
+    providers = packages_distributions()
     imported = imported_modules()
     assert {"singer_sdk", "requests", "msgspec", "backoff"} <= imported
     undeclared = {
