@@ -6,10 +6,11 @@ export MELTANO_SEND_ANONYMOUS_USAGE_STATS := false
 
 .PHONY: install test lint bench demo docs clean
 
+# The development tools are a dependency group (PEP 735), which pip reads from 25.1 on.
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --upgrade 'pip>=25.1'
+	$(BIN)/python -m pip install -q -e . --group dev
 	touch $@
 
 install: $(BIN)/.installed

@@ -8,8 +8,10 @@ Hub definition is checked against the Hub's own schema in test_hub_schema.py.)
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
+import re
 import subprocess
 import sys
 import sysconfig
@@ -30,6 +32,12 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pytest and build bring tomli along on 3.10
     import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
+
+if sys.version_info >= (3, 11):
+    from importlib.metadata import packages_distributions
+else:  # 3.10's reads only top_level.txt, which wheels built by hatchling lack; the SDK brings
+    # the backport along before 3.12.
+    from importlib_metadata import packages_distributions
 
 ROOT = Path(__file__).resolve().parent.parent
 HUB_FILE = ROOT / "hub" / "extractors" / "tap-deepconverse.yml"
@@ -71,6 +79,20 @@ def own_settings() -> dict[str, dict[str, Any]]:
     return {name: schema for name, schema in all_settings().items() if name not in SDK_SETTINGS}
 
 
+def published_settings() -> dict[str, dict[str, Any]]:
+    """The settings a plugin definition lists, in --about's order, as Meltano Hub's tooling
+    lists them: an object setting with properties of its own is listed as parent.child, one
+    per property (faker_config.seed), except stream_maps, whose keys are stream names."""
+    listed: dict[str, dict[str, Any]] = {}
+    for name, schema in all_settings().items():
+        children = schema.get("properties")
+        if children and name != "stream_maps":
+            listed.update({f"{name}.{child}": value for child, value in children.items()})
+        else:
+            listed[name] = schema
+    return listed
+
+
 @cache
 def hub() -> dict[str, Any]:
     document: dict[str, Any] = yaml.safe_load(HUB_FILE.read_text(encoding="utf-8"))
@@ -102,8 +124,13 @@ def readme_rows() -> list[dict[str, str]]:
 
 
 def json_types(schema: dict[str, Any]) -> set[str]:
+    """The JSON types a value may have, those of its oneOf/anyOf options included."""
     declared = schema.get("type", [])
-    return ({declared} if isinstance(declared, str) else set(declared)) - {"null"}
+    types = {declared} if isinstance(declared, str) else set(declared)
+    for option in [*schema.get("oneOf", []), *schema.get("anyOf", [])]:
+        if isinstance(option, dict):
+            types |= json_types(option)
+    return types - {"null"}
 
 
 def is_secret(schema: dict[str, Any]) -> bool:
@@ -129,6 +156,8 @@ def kinds_for(schema: dict[str, Any]) -> set[str]:
         if schema.get("format") in ("date-time", "date"):
             return {"date_iso8601"}
         return {"options"} if "enum" in schema else {"string", "email", "file"}
+    if "string" in types and types <= {"string", "number", "integer", "boolean"}:
+        return {"string"}  # a scalar of several types: given as text (faker_config.seed)
     return set()
 
 
@@ -149,25 +178,28 @@ def test_the_tap_declares_settings_of_its_own() -> None:
     assert set(about()["settings"]["required"]) <= set(own_settings())
 
 
-def test_setting_names_and_order(published: tuple[str, list[dict[str, Any]]]) -> None:
+def test_every_setting_about_lists_is_published(
+    published: tuple[str, list[dict[str, Any]]],
+) -> None:
     where, settings = published
     names = [setting["name"] for setting in settings]
-    own = list(own_settings())
-    assert names[: len(own)] == own, f"{where} does not list the tap's settings as --about"
-    extra = names[len(own) :]
-    assert set(extra) <= SDK_SETTINGS & set(all_settings()), f"{where}: unknown {extra}"
     assert len(set(names)) == len(names), f"{where} lists a setting twice"
+    wanted = set(published_settings())
+    assert {"faker_config.seed", "flattening_separator"} <= wanted
+    assert not wanted - set(names), f"{where} leaves out {sorted(wanted - set(names))}"
+    assert not set(names) - wanted, f"{where}: unknown {sorted(set(names) - wanted)}"
 
 
-def test_hub_and_meltano_list_the_same_settings() -> None:
-    assert [s["name"] for s in hub()["settings"]] == [
-        s["name"] for s in meltano_extractor()["settings"]
-    ]
+def test_meltano_yml_lists_the_settings_in_about_order() -> None:
+    """The Hub definition lists them by name, as the Hub's tooling writes it
+    (test_hub_files.py)."""
+    names = [setting["name"] for setting in meltano_extractor()["settings"]]
+    assert names == list(published_settings())
 
 
 def test_setting_descriptions(published: tuple[str, list[dict[str, Any]]]) -> None:
     where, settings = published
-    expected = {name: schema.get("description") for name, schema in all_settings().items()}
+    expected = {name: schema.get("description") for name, schema in published_settings().items()}
     found = {setting["name"]: setting.get("description") for setting in settings}
     wrong = {name: text for name, text in found.items() if text != expected.get(name)}
     assert not wrong, f"{where}: descriptions differ from --about: {wrong}"
@@ -175,7 +207,7 @@ def test_setting_descriptions(published: tuple[str, list[dict[str, Any]]]) -> No
 
 def test_setting_kinds_fit_the_json_types(published: tuple[str, list[dict[str, Any]]]) -> None:
     where, settings = published
-    schemas = all_settings()
+    schemas = published_settings()
     wrong = {
         setting["name"]: (setting.get("kind"), sorted(kinds_for(schemas[setting["name"]])))
         for setting in settings
@@ -186,7 +218,7 @@ def test_setting_kinds_fit_the_json_types(published: tuple[str, list[dict[str, A
 
 def test_sensitive_exactly_for_secrets(published: tuple[str, list[dict[str, Any]]]) -> None:
     where, settings = published
-    schemas = all_settings()
+    schemas = published_settings()
     assert any(is_secret(schema) for schema in schemas.values())
     wrong = [
         setting["name"]
@@ -199,6 +231,13 @@ def test_sensitive_exactly_for_secrets(published: tuple[str, list[dict[str, Any]
 def test_settings_have_labels(published: tuple[str, list[dict[str, Any]]]) -> None:
     where, settings = published
     assert all(setting.get("label") for setting in settings), where
+    titles = {name: schema.get("title") for name, schema in published_settings().items()}
+    wrong = {
+        setting["name"]: (setting["label"], titles[setting["name"]])
+        for setting in settings
+        if titles.get(setting["name"]) and setting["label"] != titles[setting["name"]]
+    }
+    assert not wrong, f"{where}: labels differ from the titles --about gives: {wrong}"
 
 
 def test_required_settings_are_the_validation_group() -> None:
@@ -243,6 +282,7 @@ def test_hub_definition_has_what_its_hub_page_shows() -> None:
         "keywords",
         "domain_url",
         "maintenance_status",
+        "logo_url",
     ):
         assert definition.get(key), f"the Hub definition has no {key}"
     assert "meltano_sdk" in definition["keywords"]
@@ -268,6 +308,36 @@ def test_names_agree_with_the_package() -> None:
     assert hub()["pip_url"] == project["name"]
     assert hub()["repo"] == project["urls"]["Repository"]
     assert extractor["pip_url"] == "-e ."
+
+
+def imported_modules() -> set[str]:
+    """The top-level modules the package imports, outside the standard library."""
+    found: set[str] = set()
+    for path in (ROOT / "tap_deepconverse").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                found.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+    return found - set(sys.stdlib_module_names) - {"__future__", "tap_deepconverse"}
+
+
+def test_every_module_the_code_imports_is_a_declared_dependency() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    declared = {
+        re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0].lower()
+        for requirement in project["dependencies"]
+    }
+    providers = packages_distributions()
+    imported = imported_modules()
+    assert {"singer_sdk", "requests", "msgspec", "backoff"} <= imported
+    undeclared = {
+        module: providers.get(module)
+        for module in imported
+        if not {name.lower() for name in providers.get(module, [])} & declared
+    }
+    assert not undeclared, f"imported, from distributions not declared: {undeclared}"
+    assert providers["backoff"] == ["python-backoff"]
 
 
 def test_meltano_project_selects_every_stream() -> None:
@@ -352,20 +422,62 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_build_makes_a_wheel_and_an_sdist(dist: Path) -> None:
-    (wheel,) = dist.glob("tap_deepconverse-*-py3-none-any.whl")
-    (sdist,) = dist.glob("tap_deepconverse-*.tar.gz")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    version = project["version"]
+    (wheel,) = dist.glob(f"tap_deepconverse-{version}-py3-none-any.whl")
+    (sdist,) = dist.glob(f"tap_deepconverse-{version}.tar.gz")
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
     assert {"tap_deepconverse/py.typed", "tap_deepconverse/simulator/__main__.py"} <= names
     assert not any(name.startswith("tests/") for name in names)
     with tarfile.open(sdist) as archive:
         members = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
-    assert {"README.md", "LICENSE", "meltano.yml", "CHANGELOG.md", "pyproject.toml"} <= members
+    assert {
+        "README.md",
+        "LICENSE",
+        "meltano.yml",
+        "CHANGELOG.md",
+        "RELEASING.md",
+        "pyproject.toml",
+    } <= members
     # What the README points to.
     assert {
         "examples/github-actions/deepconverse-daily.yml",
         "hub/extractors/tap-deepconverse.yml",
     } <= members
+
+
+def test_the_package_passes_twine_check_strict(dist: Path) -> None:
+    """What PyPI would refuse or render badly (metadata, the README as its page), offline."""
+    done = subprocess.run(
+        [sys.executable, "-m", "twine", "check", "--strict", *map(str, sorted(dist.iterdir()))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("PASSED") == 2, done.stdout
+
+
+def test_the_wheel_declares_what_the_code_imports(dist: Path) -> None:
+    """msgspec and backoff are imported, so declared; backoff's distribution is python-backoff
+    (the SDK's), as the original `backoff` would overwrite its module. No development tool."""
+    (wheel,) = dist.glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        (name,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        metadata = archive.read(name).decode()
+    requires = [
+        line.removeprefix("Requires-Dist: ")
+        for line in metadata.splitlines()
+        if line.startswith("Requires-Dist: ")
+    ]
+    names = {re.split(r"[\[<>=!~; ]", line, maxsplit=1)[0].lower() for line in requires}
+    assert {"singer-sdk", "requests", "msgspec", "python-backoff"} <= names, requires
+    assert "backoff" not in names
+    assert not names & {"pytest", "ruff", "mypy", "meltano", "duckdb", "yamllint", "twine"}
+    assert not any("extra ==" in line for line in requires), "no published extra"
+    assert "License-Expression: Apache-2.0" in metadata.splitlines()
 
 
 def test_wheel_installs_into_a_fresh_venv(dist: Path, tmp_path: Path) -> None:
