@@ -65,6 +65,15 @@ class ApiReadings:
         self.page_size_served = 0  # the most records seen in one page
         self._warned: set[str] = set()
 
+    def remember(self, windows: Mapping[str, int]) -> None:
+        """What earlier runs showed complete, per endpoint (read from the state)."""
+        with self._lock:
+            self._remembered.update(windows)
+            for name, seconds in windows.items():
+                found = self._endpoints.get(name)
+                if found is not None:
+                    found.complete = max(found.complete, seconds)
+
     def endpoint(self, name: str) -> EndpointReadings:
         with self._lock:
             found = self._endpoints.get(name)

@@ -108,7 +108,10 @@ class ExportStream(Stream):
     is_sorted = False
     # Fields that may hold any JSON value (see any_json).
     any_json_fields: ClassVar[tuple[str, ...]] = ()
-    shared: RunShared  # given by the tap before the sync
+
+    def __init__(self, tap: Tap, shared: RunShared) -> None:
+        super().__init__(tap)
+        self.shared = shared
 
     @cached_property
     def json_text_fields(self) -> tuple[str, ...]:
@@ -471,8 +474,8 @@ class MessagesStream(ExportStream):
     )
     any_json_fields = ("outMsg", "userInput")
 
-    def __init__(self, tap: Tap) -> None:
-        super().__init__(tap)
+    def __init__(self, tap: Tap, shared: RunShared) -> None:
+        super().__init__(tap, shared)
         if self.json_text_fields:
             # This run's schema, so that discovery, the catalog and SCHEMA messages agree
             # with the records; the class attribute keeps the any-JSON typing.

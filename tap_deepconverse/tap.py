@@ -13,6 +13,7 @@ import sys
 import threading
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
+from functools import cached_property
 from types import FrameType
 from typing import IO, Any
 from urllib.parse import urlsplit
@@ -376,7 +377,18 @@ class TapDeepConverse(Tap):
     ]
 
     def discover_streams(self) -> list[Stream]:
-        return [stream_type(tap=self) for stream_type in STREAM_TYPES]
+        return [stream_type(tap=self, shared=self.shared) for stream_type in STREAM_TYPES]
+
+    @cached_property
+    def shared(self) -> RunShared:
+        """What this run's streams share and learn (one per tap instance)."""
+        window = int(self.config["window_hours"]) * 3600
+        readings = ApiReadings(
+            # What a daily run asks for: window_hours plus the lookback, assumed complete.
+            trusted_window=window + int(self.config["lookback_minutes"]) * 60,
+            accepted_window=window,
+        )
+        return RunShared(readings)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - the SDK's
         super().__init__(*args, **kwargs)
@@ -388,16 +400,9 @@ class TapDeepConverse(Tap):
         if self.state:
             self._state_writer.write_state(self.state)
         streams = [s for s in self.streams.values() if isinstance(s, ExportStream)]
-        readings = ApiReadings(
-            # What a daily run asks for: window_hours plus the lookback, assumed complete.
-            trusted_window=int(self.config["window_hours"]) * 3600
-            + int(self.config["lookback_minutes"]) * 60,
-            accepted_window=int(self.config["window_hours"]) * 3600,
-            remembered_windows={s.name: remembered_window(self.state, s.name) for s in streams},
-        )
-        shared = RunShared(readings)
+        readings = self.shared.readings
+        readings.remember({s.name: remembered_window(self.state, s.name) for s in streams})
         for stream in streams:
-            stream.shared = shared
             if not stream.selected:
                 self.logger.info("Skipping deselected stream '%s'.", stream.name)
         selected = [s for s in streams if s.selected]

@@ -86,7 +86,17 @@ def test_final_state_has_a_bookmark_per_bot_and_stream(
         partitions = run.final_state["bookmarks"][stream]["partitions"]
         assert {p["context"]["bot_name"] for p in partitions} == set(fast_simulator.dataset.bots)
         for partition in partitions:
-            assert set(partition) == {"context", "replication_key", "replication_key_value"}
+            # The bookmark, and what the run learnt for the next one: the longest window the
+            # API has shown complete, and how many records a day the bot's windows held.
+            assert set(partition) == {
+                "context",
+                "replication_key",
+                "replication_key_value",
+                "complete_window_seconds",
+                "records_per_day",
+            }
+            assert partition["complete_window_seconds"] >= 24 * 3600
+            assert partition["records_per_day"] >= 0
             assert partition["replication_key_value"] == "2025-01-04T00:00:00.000000Z"
             assert "progress_markers" not in partition
 

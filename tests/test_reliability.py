@@ -155,7 +155,7 @@ def test_a_repeated_cursor_stops_the_run_instead_of_looping(tap: TapRunner, smal
     assert run.exit_code == 1
     assert "sent the same cursor twice" in run.stderr
     assert "Traceback" not in run.stderr
-    assert requests < 30
+    assert requests < 60  # the pieces of the first windows paged at once, then it stopped
 
 
 def test_odd_records_are_reported_and_skipped(tap: TapRunner, small_dataset) -> None:
