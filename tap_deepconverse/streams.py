@@ -10,6 +10,7 @@ out in window order, so a STATE message never claims a window whose records are 
 from __future__ import annotations
 
 import datetime
+import math
 import time
 from collections.abc import Iterable, Iterator
 from functools import cached_property
@@ -393,7 +394,9 @@ class ExportStream(Stream):
         state[COMPLETE_WINDOW_KEY] = self.shared.readings.complete_length(self.name)
         density = self.windows.density(context["bot_name"])
         if density is not None:
-            state[DENSITY_KEY] = round(density * DAY_SECONDS, 3)
+            # A whole number: loaders read the state back with Decimal and some (SDK targets)
+            # cannot write a Decimal out again.
+            state[DENSITY_KEY] = math.ceil(density * DAY_SECONDS)
         self.state_manager.is_flushed = False
         self._write_state_message()
 
