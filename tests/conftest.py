@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -142,16 +143,26 @@ class TapRunner:
             env=self.env(),
         )
         assert process.stdout is not None
+        assert process.stderr is not None
+        # stderr is drained aside, and stdout read to its end through the same buffered
+        # reader: communicate() would read the pipe past what the reader has buffered.
+        errors: list[str] = []
+        drain = threading.Thread(target=lambda: errors.append(process.stderr.read()))
+        drain.start()
         lines: list[str] = []
         records = 0
+        signalled = False
         for line in process.stdout:
             lines.append(line)
             records += '"type":"RECORD"' in line
-            if records >= after_records:
+            if records >= after_records and not signalled:
                 process.send_signal(sig)
-                break
-        out, err = process.communicate(timeout=60)
-        lines.append(out)
+                signalled = True
+        process.wait(timeout=60)
+        drain.join(timeout=60)
+        process.stdout.close()
+        process.stderr.close()
+        err = "".join(errors)
         stdout = "".join(lines)
         return TapRun(
             exit_code=process.returncode,
