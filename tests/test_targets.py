@@ -35,6 +35,7 @@ from tests.landed import (
     ANY_JSON_FIELDS,
     STREAMS,
     check_rows,
+    csv_rows,
     declared_names,
     duckdb_rows,
     duckdb_types,
@@ -268,6 +269,48 @@ def test_jsonl(export_for: Callable[[str], Export], tmp_path: Path) -> None:
         lines = (tmp_path / "out" / f"{stream}.jsonl").read_text(encoding="utf-8").splitlines()
         rows = [json.loads(line) for line in lines]
         check_rows(export.expected(stream), stream, rows, as_sent)
+
+
+# CSV (meltanolabs-target-csv); what lands is tested from a user's project
+
+
+def first_records(singer: str, per_stream: int) -> str:
+    """The Singer messages with only the first records of each stream."""
+    kept: list[str] = []
+    counts: dict[str, int] = {}
+    for line in singer.splitlines(keepends=True):
+        message = json.loads(line)
+        if message["type"] == "RECORD":
+            counts[message["stream"]] = counts.get(message["stream"], 0) + 1
+            if counts[message["stream"]] > per_stream:
+                continue
+        kept.append(line)
+    return "".join(kept)
+
+
+def test_csv_rewrites_a_stream_file_on_every_run(
+    export_for: Callable[[str], Export], tmp_path: Path
+) -> None:
+    """Whatever overwrite_behavior says: so meltano.yml gives each run files of its own."""
+    assert "{timestamp}" in loader_config("target-csv")["file_naming_scheme"]
+    scheme = "{stream_name}.csv"
+    config = loader_config(
+        "target-csv",
+        output_path=str(tmp_path / "out"),
+        file_naming_scheme=scheme,
+        overwrite_behavior="append_records",
+    )
+    export = export_for("target-csv")
+    run_loader("target-csv", config, export.singer, tmp_path)
+    second = first_records(export.singer, per_stream=5)
+    run_loader("target-csv", config, second, tmp_path)
+    sent = [json.loads(line) for line in second.splitlines()]
+    for stream in STREAMS:
+        ids = [row["_id"] for row in csv_rows(tmp_path / "out", scheme, stream)]
+        assert ids == [
+            m["record"]["_id"] for m in sent if m["type"] == "RECORD" and m["stream"] == stream
+        ]
+        assert len(ids) == 5
 
 
 # PostgreSQL: target-postgres (meltanolabs), target-postgres-transferwise (pipelinewise), each
