@@ -143,5 +143,5 @@ def csv_rows(folder: Path, naming_scheme: str, stream: str) -> list[dict[str, st
 
 def python_literal(text: str) -> Any:
     """A value target-csv wrote as Python writes it (str() of a dict or list: single quotes,
-    True and None, numbers as Decimal('0.53')), read back; not JSON."""
+    True and None, fractions as Decimal('0.53')), read back; not JSON."""
     return ast.literal_eval(re.sub(r"Decimal\('([-+0-9.eE]+)'\)", r"\1", text))

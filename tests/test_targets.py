@@ -5,8 +5,8 @@ under ~/.cache/tap-deepconverse/loaders (keyed by pip_url and Python), and gets 
 meltano.yml gives it. The tap gets the config of the extractor meltano.yml runs with that
 loader (the README's loader table says which settings it adds: `tap-deepconverse--duckdb`
 sets json_as_text for target-duckdb, for instance). So these runs are what `meltano run
-<extractor> <loader>` does in this repository's project, minus Meltano itself. target-csv is
-tested from a user's project only (test_user_project.py).
+<extractor> <loader>` does in this repository's project, minus Meltano itself. What target-csv
+writes is tested from a user's project (test_user_project.py); here, how it treats its files.
 
 PostgreSQL is the session's private cluster on loopback (tests/pg_cluster.py); it is skipped
 only when no PostgreSQL server binary exists.
