@@ -264,6 +264,18 @@ def user_project(
             "database": USER_DATABASE,
             "default_target_schema": SCHEMA,
         },
+        "target-postgres-transferwise": {
+            "host": "127.0.0.1",
+            "port": postgres_server.port,
+            "user": postgres_server.user,
+            "password": "unused",
+            "dbname": USER_DATABASE,
+            "default_target_schema": f"{SCHEMA}_transferwise",  # apart from target-postgres
+        },
+        "target-csv": {
+            "output_path": "output/csv",
+            "file_naming_scheme": "{stream_name}-{timestamp}.csv",
+        },
     }
     project = build_user_project(
         tmp_path_factory.mktemp("user") / "my-project",

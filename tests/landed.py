@@ -3,7 +3,11 @@ what it does hold: every record once, with its times, JSON values and `_extra` i
 
 from __future__ import annotations
 
+import ast
+import csv
 import datetime as dt
+import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -76,22 +80,38 @@ def check_rows(
             assert decode(name, row.get(name)) == want, (stream, record_id, name)
 
 
-# DuckDB files (target-duckdb folds column names to lower case)
+def declared_names(stream: str, columns: dict[str, Any]) -> dict[str, Any]:
+    """Columns keyed by the schema's field names, for loaders that fold names to lower case
+    (target-duckdb, pipelinewise-target-postgres)."""
+    names = {name.lower(): name for name in declared(stream)}
+    return {names.get(column, column): value for column, value in columns.items()}
 
 
-def _declared_name(stream: str, column: str) -> str:
-    for name in declared(stream):
-        if name.lower() == column:
-            return name
-    return column
+# PostgreSQL tables, read with json_agg (PostgresServer.rows)
+
+
+def postgres_decoder(types: dict[str, str]) -> Callable[[str, Any], Any]:
+    """json_agg nests json/jsonb (and array) columns as JSON values; a text column holds JSON
+    text (json_as_text)."""
+
+    def decode(name: str, value: Any) -> Any:
+        if value is None or types[name] in ("json", "jsonb", "ARRAY"):
+            return value
+        return json.loads(value)
+
+    return decode
+
+
+# DuckDB files
 
 
 def duckdb_rows(path: Path, schema: str, stream: str) -> list[dict[str, Any]]:
     """The rows of a stream's table, keyed by the schema's field names."""
     with duckdb.connect(str(path), read_only=True) as db:
         result = db.execute(f'SELECT * FROM "{schema}"."{stream}"')
-        names = [_declared_name(stream, column[0]) for column in result.description or []]
-        return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
+        columns = [column[0] for column in result.description or []]
+        rows = [dict(zip(columns, row, strict=True)) for row in result.fetchall()]
+    return [declared_names(stream, row) for row in rows]
 
 
 def duckdb_types(path: Path, schema: str, stream: str) -> dict[str, str]:
@@ -102,4 +122,26 @@ def duckdb_types(path: Path, schema: str, stream: str) -> dict[str, str]:
             "WHERE table_schema = ? AND table_name = ?",
             [schema, stream],
         ).fetchall()
-    return {_declared_name(stream, str(name)): str(kind) for name, kind in found}
+    return declared_names(stream, {str(name): str(kind) for name, kind in found})
+
+
+# CSV files (meltanolabs-target-csv)
+
+
+def csv_rows(folder: Path, naming_scheme: str, stream: str) -> list[dict[str, str]]:
+    """The rows of every file `naming_scheme` gives a stream in `folder` ({timestamp} and
+    the like match anything)."""
+    pattern = re.sub(r"\{[a-z_]+\}", "*", naming_scheme.replace("{stream_name}", stream))
+    files = sorted(folder.glob(pattern))
+    assert files, f"no {pattern} in {folder}"
+    rows: list[dict[str, str]] = []
+    for path in files:
+        with path.open(encoding="utf-8", newline="") as handle:
+            rows.extend(csv.DictReader(handle))
+    return rows
+
+
+def python_literal(text: str) -> Any:
+    """A value target-csv wrote as Python writes it (str() of a dict or list: single quotes,
+    True and None, fractions as Decimal('0.53')), read back; not JSON."""
+    return ast.literal_eval(re.sub(r"Decimal\('([-+0-9.eE]+)'\)", r"\1", text))

@@ -33,8 +33,9 @@ SCHEMA = "deepconverse"  # default_target_schema of the SQL loaders
 class LoaderRow:
     """One row of the README's loader table."""
 
-    name: str
+    name: str  # the loader's name on Meltano Hub, which is also its executable
     variant: str
+    plugin: str  # its name in a project: `name`, unless the row gives another
     pip_url: str
     tap_settings: dict[str, Any]  # what to add to tap-deepconverse for this loader
     any_json_type: str | None  # column type of outMsg and userInput, None where untyped
@@ -44,14 +45,22 @@ class LoaderRow:
     def extractor(self) -> str:
         """The extractor to run with this loader: the tap, or one inheriting from it with the
         settings this loader needs."""
-        return f"{TAP}--{self.name.removeprefix('target-')}" if self.tap_settings else TAP
+        return f"{TAP}--{self.plugin.removeprefix('target-')}" if self.tap_settings else TAP
 
 
 def _code(cell: str) -> list[str]:
     return re.findall(r"`([^`]+)`", cell)
 
 
+def _type_named(cell: str) -> str | None:
+    """The column type a cell names: its first code span, when the cell starts with one."""
+    return _code(cell)[0] if cell.startswith("`") else None
+
+
 def readme_loaders() -> list[LoaderRow]:
+    """The rows of the README's loader table. The Loader cell gives the Hub name, the variant
+    and, for a loader that shares its name with another row, the name this repository's
+    meltano.yml declares it under (third code span)."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     table = text.split(LOADERS_START, 1)[1].split(LOADERS_END, 1)[0]
     lines = [line.strip() for line in table.strip().splitlines() if line.strip().startswith("|")]
@@ -60,7 +69,7 @@ def readme_loaders() -> list[LoaderRow]:
         loader, pip_url, settings, any_json, objects = (
             cell.strip() for cell in line.strip("|").split("|")
         )
-        name, variant = _code(loader)[:2]
+        name, variant, *renamed = _code(loader)
         added: dict[str, Any] = {}
         for pair in _code(settings):
             added.update(yaml.safe_load(pair))
@@ -68,10 +77,11 @@ def readme_loaders() -> list[LoaderRow]:
             LoaderRow(
                 name=name,
                 variant=variant,
+                plugin=renamed[0] if renamed else name,
                 pip_url=_code(pip_url)[0],
                 tap_settings=added,
-                any_json_type=next(iter(_code(any_json)), None),
-                object_type=next(iter(_code(objects)), None),
+                any_json_type=_type_named(any_json),
+                object_type=_type_named(objects),
             )
         )
     return rows
@@ -121,6 +131,11 @@ class MeltanoProject:
         document: dict[str, Any] = yaml.safe_load((self.root / "meltano.yml").read_text())
         return document
 
+    def loader_config(self, plugin: str) -> dict[str, Any]:
+        """The config meltano.yml gives a loader."""
+        (loader,) = [p for p in self.definition["plugins"]["loaders"] if p["name"] == plugin]
+        return dict(loader.get("config") or {})
+
     def write_definition(self, document: dict[str, Any]) -> None:
         (self.root / "meltano.yml").write_text(yaml.safe_dump(document, sort_keys=False))
 
@@ -148,11 +163,12 @@ def build_user_project(
     extractor["pip_url"] = str(ROOT)  # a checkout, as the README says
     document["plugins"]["loaders"] = [
         {
-            "name": row.name,
+            "name": row.plugin,
             "variant": row.variant,
             "namespace": row.name.replace("-", "_"),
+            "executable": row.name,
             "pip_url": row.pip_url,
-            "config": loader_config[row.name],
+            "config": loader_config[row.plugin],
         }
         for row in readme_loaders()
     ]

@@ -369,30 +369,34 @@ def test_meltano_project_needs_no_hub() -> None:
 
 
 def test_readme_loader_table_is_meltano_yml() -> None:
-    """Each loader the README lists is declared with its pip_url and variant, and is run with
+    """Each loader the README lists is declared with its pip_url, variant and executable (the
+    Hub name, also where a second variant is declared under another name), and is run with
     an extractor that adds exactly the settings the table gives (no extractor of its own when
     it needs none)."""
     project = meltano_project()
     loaders = {plugin["name"]: plugin for plugin in project["plugins"]["loaders"]}
     extractors = {plugin["name"]: plugin for plugin in project["plugins"]["extractors"]}
     rows = readme_loaders()
-    assert sorted(row.name for row in rows) == sorted(loaders)
+    assert sorted(row.plugin for row in rows) == sorted(loaders)
     for row in rows:
-        assert loaders[row.name]["pip_url"] == row.pip_url, row.name
-        assert loaders[row.name]["variant"] == row.variant, row.name
+        loader = loaders[row.plugin]
+        assert loader["pip_url"] == row.pip_url, row.plugin
+        assert loader["variant"] == row.variant, row.plugin
+        assert loader.get("executable", loader["name"]) == row.name, row.plugin
+        assert loader["namespace"] == row.name.replace("-", "_"), row.plugin
         if row.tap_settings:
             plugin = extractors[row.extractor]
-            assert plugin["inherit_from"] == TAP, row.name
-            assert plugin["config"] == row.tap_settings, row.name
+            assert plugin["inherit_from"] == TAP, row.plugin
+            assert plugin["config"] == row.tap_settings, row.plugin
         else:
-            assert row.extractor == TAP, row.name
+            assert row.extractor == TAP, row.plugin
     inherited = {name for name, plugin in extractors.items() if "inherit_from" in plugin}
     assert inherited == {row.extractor for row in rows if row.extractor != TAP}
 
 
 def test_settings_only_set_where_a_loader_needs_them() -> None:
-    """json_as_text stays off for the tap itself, in every environment: target-postgres keeps
-    JSONB."""
+    """json_as_text stays off for the tap itself, in every environment: target-postgres
+    (meltanolabs) keeps JSONB."""
     project = meltano_project()
     assert "json_as_text" not in (meltano_extractor().get("config") or {})
     for environment in project.get("environments", []):

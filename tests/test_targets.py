@@ -3,9 +3,10 @@
 Each loader is installed from its pinned pip_url in meltano.yml into a venv of its own, cached
 under ~/.cache/tap-deepconverse/loaders (keyed by pip_url and Python), and gets the config
 meltano.yml gives it. The tap gets the config of the extractor meltano.yml runs with that
-loader (the README's loader table names it: `tap-deepconverse--duckdb`, which sets
-json_as_text, for target-duckdb). So these runs are what `meltano run <extractor> <loader>`
-does in this repository's project, minus Meltano itself.
+loader (the README's loader table says which settings it adds: `tap-deepconverse--duckdb`
+sets json_as_text for target-duckdb, for instance). So these runs are what `meltano run
+<extractor> <loader>` does in this repository's project, minus Meltano itself. What target-csv
+writes is tested from a user's project (test_user_project.py); here, how it treats its files.
 
 PostgreSQL is the session's private cluster on loopback (tests/pg_cluster.py); it is skipped
 only when no PostgreSQL server binary exists.
@@ -34,9 +35,12 @@ from tests.landed import (
     ANY_JSON_FIELDS,
     STREAMS,
     check_rows,
+    csv_rows,
+    declared_names,
     duckdb_rows,
     duckdb_types,
     extra,
+    postgres_decoder,
     served,
 )
 from tests.meltano_project import SCHEMA, readme_loaders
@@ -46,7 +50,7 @@ pytestmark = pytest.mark.targets
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tap-deepconverse"
-LOADERS = ("target-duckdb", "target-jsonl", "target-postgres")
+POSTGRES_LOADERS = ("target-postgres", "target-postgres-transferwise")
 
 
 # The project's declarations
@@ -62,9 +66,14 @@ def loader_config(name: str, **overrides: Any) -> dict[str, Any]:
     return {**(meltano_plugin("loaders", name).get("config") or {}), **overrides}
 
 
+def loader_executable(name: str) -> str:
+    plugin = meltano_plugin("loaders", name)
+    return str(plugin.get("executable", plugin["name"]))
+
+
 def extractor_config(loader: str) -> dict[str, Any]:
     """The config meltano.yml gives the extractor it runs with `loader`, inherited included."""
-    (row,) = [row for row in readme_loaders() if row.name == loader]
+    (row,) = [row for row in readme_loaders() if row.plugin == loader]
     plugin = meltano_plugin("extractors", row.extractor)
     config = dict(plugin.get("config") or {})
     if parent := plugin.get("inherit_from"):
@@ -119,7 +128,7 @@ def run_loader(name: str, config: dict[str, Any], singer: str, workdir: Path) ->
     config_path = workdir / f"{name}-config.json"
     config_path.write_text(json.dumps(config), encoding="utf-8")
     done = subprocess.run(
-        [str(venv / "bin" / name), "--config", str(config_path)],
+        [str(venv / "bin" / loader_executable(name)), "--config", str(config_path)],
         input=singer,
         capture_output=True,
         text=True,
@@ -181,10 +190,18 @@ def test_the_simulator_sent_undeclared_fields(dataset: Dataset) -> None:
         assert any(extra(stream, record) for record in records), stream
 
 
-def test_only_duckdb_gets_json_as_text() -> None:
-    """target-postgres keeps JSONB: only the extractor run with target-duckdb sets it."""
-    settings = {loader: extractor_config(loader).get("json_as_text") for loader in LOADERS}
-    assert settings == {"target-duckdb": True, "target-jsonl": None, "target-postgres": None}
+def test_json_as_text_only_for_the_loaders_that_need_it() -> None:
+    """target-postgres (meltanolabs) keeps JSONB and target-jsonl JSON values; the extractors
+    run with the loaders that cannot load a JSON string as JSON set it."""
+    loaders = [row.plugin for row in readme_loaders()]
+    settings = {loader: extractor_config(loader).get("json_as_text") for loader in loaders}
+    assert settings == {
+        "target-duckdb": True,
+        "target-jsonl": None,
+        "target-postgres": None,
+        "target-postgres-transferwise": True,
+        "target-csv": True,
+    }
 
 
 def decode_json_text(name: str, value: Any) -> Any:
@@ -254,41 +271,95 @@ def test_jsonl(export_for: Callable[[str], Export], tmp_path: Path) -> None:
         check_rows(export.expected(stream), stream, rows, as_sent)
 
 
-# PostgreSQL (meltanolabs-target-postgres)
+# CSV (meltanolabs-target-csv); what lands is tested from a user's project
+
+
+def first_records(singer: str, per_stream: int) -> str:
+    """The Singer messages with only the first records of each stream."""
+    kept: list[str] = []
+    counts: dict[str, int] = {}
+    for line in singer.splitlines(keepends=True):
+        message = json.loads(line)
+        if message["type"] == "RECORD":
+            counts[message["stream"]] = counts.get(message["stream"], 0) + 1
+            if counts[message["stream"]] > per_stream:
+                continue
+        kept.append(line)
+    return "".join(kept)
+
+
+def test_csv_rewrites_a_stream_file_on_every_run(
+    export_for: Callable[[str], Export], tmp_path: Path
+) -> None:
+    """Whatever overwrite_behavior says: so meltano.yml gives each run files of its own."""
+    assert "{timestamp}" in loader_config("target-csv")["file_naming_scheme"]
+    scheme = "{stream_name}.csv"
+    config = loader_config(
+        "target-csv",
+        output_path=str(tmp_path / "out"),
+        file_naming_scheme=scheme,
+        overwrite_behavior="append_records",
+    )
+    export = export_for("target-csv")
+    run_loader("target-csv", config, export.singer, tmp_path)
+    second = first_records(export.singer, per_stream=5)
+    run_loader("target-csv", config, second, tmp_path)
+    sent = [json.loads(line) for line in second.splitlines()]
+    for stream in STREAMS:
+        ids = [row["_id"] for row in csv_rows(tmp_path / "out", scheme, stream)]
+        assert ids == [
+            m["record"]["_id"] for m in sent if m["type"] == "RECORD" and m["stream"] == stream
+        ]
+        assert len(ids) == 5
+
+
+# PostgreSQL: target-postgres (meltanolabs), target-postgres-transferwise (pipelinewise), each
+# with the extractor meltano.yml runs it with
 
 
 @dataclass
 class Postgres:
     server: PostgresServer
+    loader: str
     database: str
 
+    @property
+    def schema(self) -> str:
+        return str(loader_config(self.loader)["default_target_schema"])
+
     def config(self) -> dict[str, Any]:
+        # meltanolabs names the database `database`, pipelinewise `dbname`.
+        database_key = "dbname" if "dbname" in loader_config(self.loader) else "database"
         return loader_config(
-            "target-postgres",
+            self.loader,
             host="127.0.0.1",
             port=self.server.port,
             user=self.server.user,
             password="unused",  # the private cluster trusts loopback
-            database=self.database,
+            **{database_key: self.database},
         )
 
-    def rows(self, sql: str) -> list[dict[str, Any]]:
-        return self.server.rows(sql, self.database)
+    def rows(self, stream: str) -> list[dict[str, Any]]:
+        found = self.server.rows(f'SELECT * FROM {self.schema}."{stream}"', self.database)
+        return [declared_names(stream, row) for row in found]
 
-    def types(self, table: str) -> dict[str, str]:
-        return self.server.column_types(self.database, SCHEMA, table)
+    def types(self, stream: str) -> dict[str, str]:
+        types = self.server.column_types(self.database, self.schema, stream)
+        return declared_names(stream, types)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=POSTGRES_LOADERS)
 def postgres_loaded(
+    request: pytest.FixtureRequest,
     export_for: Callable[[str], Export],
     postgres_server: PostgresServer,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Postgres:
-    postgres = Postgres(postgres_server, "targets")
+    loader = request.param
+    postgres = Postgres(postgres_server, loader, f"targets_{loader.replace('-', '_')}")
     postgres_server.create_database(postgres.database)
-    singer = export_for("target-postgres").singer
-    run_loader("target-postgres", postgres.config(), singer, tmp_path_factory.mktemp("pg"))
+    singer = export_for(loader).singer
+    run_loader(loader, postgres.config(), singer, tmp_path_factory.mktemp("pg"))
     return postgres
 
 
@@ -296,26 +367,28 @@ def postgres_loaded(
 def test_postgres_rows_and_values(
     export_for: Callable[[str], Export], postgres_loaded: Postgres, stream: str
 ) -> None:
-    # json_agg nests json/jsonb columns as JSON values.
-    rows = postgres_loaded.rows(f"SELECT * FROM {SCHEMA}.{stream}")
-    check_rows(export_for("target-postgres").expected(stream), stream, rows, as_sent)
+    rows = postgres_loaded.rows(stream)
+    decode = postgres_decoder(postgres_loaded.types(stream))
+    check_rows(export_for(postgres_loaded.loader).expected(stream), stream, rows, decode)
 
 
 def test_postgres_column_types(postgres_loaded: Postgres) -> None:
+    """Times as timestamps; the JSON fields as the README's loader table says."""
+    (row,) = [row for row in readme_loaders() if row.plugin == postgres_loaded.loader]
     conversations = postgres_loaded.types("conversations")
     messages = postgres_loaded.types("messages")
     for kind in (conversations["startTime"], conversations["lastActionAt"], messages["time"]):
         assert kind.startswith("timestamp"), kind
-    assert conversations["metadata"] == conversations["_extra"] == messages["_extra"] == "jsonb"
+    objects = (conversations["metadata"], conversations["_extra"], messages["_extra"])
+    assert set(objects) == {row.object_type}
     assert conversations["tags"] in ("ARRAY", "jsonb")
-    assert {messages[name] for name in ANY_JSON_FIELDS["messages"]} == {"jsonb"}
+    assert {messages[name] for name in ANY_JSON_FIELDS["messages"]} == {row.any_json_type}
 
 
 def test_postgres_upserts_records_sent_again(
     export_for: Callable[[str], Export], postgres_loaded: Postgres, tmp_path: Path
 ) -> None:
-    export = export_for("target-postgres")
-    run_loader("target-postgres", postgres_loaded.config(), export.singer, tmp_path)
+    export = export_for(postgres_loaded.loader)
+    run_loader(postgres_loaded.loader, postgres_loaded.config(), export.singer, tmp_path)
     for stream in STREAMS:
-        (found,) = postgres_loaded.rows(f"SELECT count(*) AS n FROM {SCHEMA}.{stream}")
-        assert found["n"] == len(export.expected(stream)), stream
+        assert len(postgres_loaded.rows(stream)) == len(export.expected(stream)), stream

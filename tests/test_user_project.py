@@ -22,8 +22,12 @@ from tests.landed import (
     ANY_JSON_FIELDS,
     STREAMS,
     check_rows,
+    csv_rows,
+    declared_names,
     duckdb_rows,
     duckdb_types,
+    postgres_decoder,
+    python_literal,
     served,
 )
 from tests.meltano_project import SCHEMA, LoaderRow, MeltanoProject, readme_loaders
@@ -31,72 +35,88 @@ from tests.pg_cluster import PostgresServer
 
 pytestmark = pytest.mark.targets
 
-ROWS = {row.name: row for row in readme_loaders()}
+ROWS = {row.plugin: row for row in readme_loaders()}
 
 
 def test_the_readme_lists_the_loaders_tested_here() -> None:
     assert sorted(ROWS) == sorted(READERS)
 
 
-# Readers: (rows of a stream, column types or None where the destination has none, decode)
+# Readers: (rows of a stream, column types or None where the destination has none, decode),
+# from where the loader's config in the project says it writes
 
-Reader = Callable[
-    [MeltanoProject, PostgresServer, str],
-    tuple[list[dict[str, Any]], dict[str, str] | None, Callable[[str, Any], Any]],
-]
+Landed = tuple[list[dict[str, Any]], dict[str, str] | None, Callable[[str, Any], Any]]
+Reader = Callable[[MeltanoProject, PostgresServer, str, str], Landed]
 
 
 def from_duckdb(
-    project: MeltanoProject, _postgres: PostgresServer, stream: str
-) -> tuple[list[dict[str, Any]], dict[str, str] | None, Callable[[str, Any], Any]]:
-    path = project.root / "output" / "warehouse.duckdb"
+    project: MeltanoProject, _postgres: PostgresServer, plugin: str, stream: str
+) -> Landed:
+    config = project.loader_config(plugin)
+    path = project.root / config["filepath"]
+    schema = config["default_target_schema"]
 
     def decode(_name: str, value: Any) -> Any:
         # DuckDB hands JSON columns over as text, and the VARCHAR ones hold JSON text.
         return None if value is None else json.loads(value)
 
-    return duckdb_rows(path, SCHEMA, stream), duckdb_types(path, SCHEMA, stream), decode
+    return duckdb_rows(path, schema, stream), duckdb_types(path, schema, stream), decode
 
 
 def from_postgres(
-    _project: MeltanoProject, postgres: PostgresServer, stream: str
-) -> tuple[list[dict[str, Any]], dict[str, str] | None, Callable[[str, Any], Any]]:
-    rows = postgres.rows(f'SELECT * FROM {SCHEMA}."{stream}"', USER_DATABASE)
-    types = postgres.column_types(USER_DATABASE, SCHEMA, stream)
-
-    def decode(name: str, value: Any) -> Any:
-        # json_agg nests json/jsonb columns as JSON values; a text column would hold text.
-        if value is None or types[name] in ("json", "jsonb", "ARRAY"):
-            return value
-        return json.loads(value)
-
-    return rows, types, decode
+    project: MeltanoProject, postgres: PostgresServer, plugin: str, stream: str
+) -> Landed:
+    config = project.loader_config(plugin)
+    database = config.get("database") or config["dbname"]  # meltanolabs, pipelinewise
+    schema = config["default_target_schema"]
+    found = postgres.rows(f'SELECT * FROM {schema}."{stream}"', database)
+    types = declared_names(stream, postgres.column_types(database, schema, stream))
+    return [declared_names(stream, row) for row in found], types, postgres_decoder(types)
 
 
 def from_jsonl(
-    project: MeltanoProject, _postgres: PostgresServer, stream: str
-) -> tuple[list[dict[str, Any]], dict[str, str] | None, Callable[[str, Any], Any]]:
-    lines = (project.root / "output" / f"{stream}.jsonl").read_text(encoding="utf-8")
+    project: MeltanoProject, _postgres: PostgresServer, plugin: str, stream: str
+) -> Landed:
+    folder = project.root / project.loader_config(plugin)["destination_path"]
+    lines = (folder / f"{stream}.jsonl").read_text(encoding="utf-8")
     return [json.loads(line) for line in lines.splitlines()], None, lambda _name, value: value
+
+
+def from_csv(
+    project: MeltanoProject, _postgres: PostgresServer, plugin: str, stream: str
+) -> Landed:
+    config = project.loader_config(plugin)
+    rows = csv_rows(project.root / config["output_path"], config["file_naming_scheme"], stream)
+
+    def decode(name: str, value: str) -> Any:
+        """An empty cell is null; outMsg and userInput are JSON text (json_as_text), the
+        objects are what str() makes of them."""
+        if value == "":
+            return None
+        return json.loads(value) if name in ANY_JSON_FIELDS[stream] else python_literal(value)
+
+    return rows, None, decode
 
 
 READERS: dict[str, Reader] = {
     "target-duckdb": from_duckdb,
     "target-postgres": from_postgres,
+    "target-postgres-transferwise": from_postgres,
     "target-jsonl": from_jsonl,
+    "target-csv": from_csv,
 }
 
 
 def check_types(row: LoaderRow, stream: str, types: dict[str, str] | None) -> None:
     """The column types the README's table gives for this loader."""
     if types is None:
-        assert row.any_json_type is None, f"{row.name} has no column types"
+        assert row.any_json_type is None, f"{row.plugin} has no column types"
         return
     for name in ANY_JSON_FIELDS[stream]:
-        assert types[name] == row.any_json_type, (row.name, stream, name)
-    assert types["_extra"] == row.object_type, (row.name, stream)
+        assert types[name] == row.any_json_type, (row.plugin, stream, name)
+    assert types["_extra"] == row.object_type, (row.plugin, stream)
     if stream == "conversations":
-        assert types["metadata"] == row.object_type, row.name
+        assert types["metadata"] == row.object_type, row.plugin
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +143,7 @@ def test_a_user_project_loads_every_record_once(
     row = ROWS[loader]
     loaded(loader)
     for stream in STREAMS:
-        rows, types, decode = READERS[loader](user_project, postgres_server, stream)
+        rows, types, decode = READERS[loader](user_project, postgres_server, loader, stream)
         check_types(row, stream, types)
         check_rows(served(user_simulator.dataset, stream), stream, rows, decode)
 
