@@ -22,7 +22,20 @@ from singer_sdk.helpers.types import Context
 from singer_sdk.singerlib import RecordMessage
 
 from tap_deepconverse.client import Counters, ExportClient, Page, Query
-from tap_deepconverse.fetching import BUFFER_BUDGET, DAY_SECONDS, WindowFetcher, WindowSource
+from tap_deepconverse.conversation_changes import STATE_KEY as CHANGES_STATE_KEY
+from tap_deepconverse.conversation_changes import (
+    ConversationWatch,
+    Seen,
+    contradictory,
+    seen_in,
+)
+from tap_deepconverse.fetching import (
+    BUFFER_BUDGET,
+    DAY_SECONDS,
+    WindowFetcher,
+    WindowSource,
+    length_text,
+)
 from tap_deepconverse.prefetch import Pipeline
 from tap_deepconverse.timestamps import (
     EPOCH,
@@ -154,13 +167,18 @@ class ExportStream(Stream):
         stop = to_unix_seconds(parse_timestamp(end_date)) if end_date else int(time.time())
         bookmark_text = self.get_context_state(context).get("replication_key_value")
         bookmark = to_unix_seconds(parse_timestamp(bookmark_text)) if bookmark_text else None
-        start = resume_from(start_date, bookmark, int(config["lookback_minutes"]) * 60)
+        start = resume_from(start_date, bookmark, self.reread_seconds(context))
         return WindowPlanner(
             start,
             stop,
             first_length=int(config["window_hours"]) * 3600,
             longest=int(config["max_window_days"]) * DAY_SECONDS,
         )
+
+    def reread_seconds(self, context: Context) -> int:  # noqa: ARG002 - a bot's, in subclasses
+        """How far before its bookmark an incremental run starts: the lookback, for records
+        that reached the archive late."""
+        return int(self.config["lookback_minutes"]) * 60
 
     @cached_property
     def window_limit(self) -> WindowLimit:
@@ -246,6 +264,7 @@ class ExportStream(Stream):
                         duplicates += 1
                     else:
                         emitted += 1
+                        self.observe(bot_name, window, record)
                         yield record
             self.counters.add(records=emitted, duplicates=duplicates, odd_records=odd, windows=1)
             if odd:
@@ -274,6 +293,9 @@ class ExportStream(Stream):
                 _duration((now - started) / done * (1 - done)),
             )
             last = now
+
+    def observe(self, bot_name: str, window: Window, record: dict[str, Any]) -> None:
+        """A shaped record of ``bot_name`` that ``window`` returned, about to be emitted."""
 
     def stop_fetching(self) -> None:
         """Stop the window pipeline's workers, if it was started."""
@@ -386,6 +408,77 @@ class ConversationsStream(ExportStream):
         ),
         EXTRA_PROPERTY,
     ).to_dict()
+
+    # Conversations that change after they are exported: see conversation_changes.
+
+    @cached_property
+    def watch(self) -> ConversationWatch:
+        """What each bot's conversations showed, from the state the run started with."""
+        return ConversationWatch(
+            {c["bot_name"]: seen_in(self.get_context_state(c)) for c in self.partitions}
+        )
+
+    def reread_seconds(self, context: Context) -> int:
+        """The lookback, plus the conversations that may have changed since their export."""
+        lookback = super().reread_seconds(context)
+        if self.get_context_state(context).get("replication_key_value") is None:
+            return lookback  # a first run reads everything anyway
+        bot = context["bot_name"]
+        setting = self.config.get("conversation_reread_days")
+        extra = self.watch.reread_seconds(bot, setting)
+        reading = self.watch.reading(prior=True)
+        if reading == "lastActionAt":
+            why = "the API filters conversations on lastActionAt, so changed ones come back"
+        elif setting is not None:
+            why = "conversation_reread_days"
+        else:
+            longest = self.watch.prior.get(bot, Seen()).longest_open_seconds
+            field = "on startTime" if reading else "on a field not known yet"
+            open_for = (
+                f"the longest seen lasted {length_text(longest)}"
+                if longest is not None
+                else "how long they last is not known yet"
+            )
+            why = f"the API filters conversations {field}; {open_for}"
+        self.logger.info(
+            "conversations for bot '%s': re-reading %s before the bookmark besides the "
+            "lookback, for conversations changed since they were exported (%s).",
+            bot,
+            length_text(extra) if extra else "nothing",
+            why,
+        )
+        return lookback + extra
+
+    def observe(self, bot_name: str, window: Window, record: dict[str, Any]) -> None:
+        self.watch.observe(
+            bot_name, window.request_bounds, record.get("startTime"), record["lastActionAt"]
+        )
+
+    def finish_window(self, context: Context, window: Window) -> None:
+        """What the window's conversations showed goes into the state with its bookmark."""
+        seen = self.watch.seen(context["bot_name"])
+        self.get_context_state(context)[CHANGES_STATE_KEY] = seen.to_state()
+        super().finish_window(context, window)
+
+    def log_sync_costs(self) -> None:
+        watch = self.watch
+        reading = watch.reading()
+        if reading != watch.reading(prior=True) and reading is not None:
+            self.logger.info(
+                "conversations: the API's answers show that it filters conversations on %s; "
+                "later runs re-read %s.",
+                reading,
+                "only the lookback"
+                if reading == "lastActionAt"
+                else "the conversations that may have changed since their export",
+            )
+        if watch.contradictory() and not contradictory(watch.prior.values()):
+            self.logger.warning(
+                "conversations: the API returned conversations that started before their "
+                "window and others last active after it; no single field explains both, so "
+                "incremental runs keep re-reading recent conversations. Please report it."
+            )
+        super().log_sync_costs()
 
 
 class MessagesStream(ExportStream):

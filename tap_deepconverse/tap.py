@@ -27,6 +27,8 @@ from singer_sdk.helpers.types import TapState
 from singer_sdk.plugin_base import JSONSchemaValidator
 from singer_sdk.singerlib import RecordMessage, StateMessage
 
+from tap_deepconverse.conversation_changes import LEARNT_REREAD_CAP_DAYS, state_problem
+from tap_deepconverse.conversation_changes import STATE_KEY as CHANGES_STATE_KEY
 from tap_deepconverse.errors import DeepConverseError, StateError
 from tap_deepconverse.streams import STREAM_TYPES, ExportStream
 from tap_deepconverse.sync import sync_streams
@@ -116,6 +118,19 @@ CONFIG_SCHEMA = th.PropertiesList(
         description=(
             "How far before the bookmark each incremental run re-reads, to pick up records "
             "that reached the archive late."
+        ),
+    ),
+    th.Property(
+        "conversation_reread_days",
+        th.IntegerType(minimum=0, maximum=366),
+        description=(
+            "How many days before the bookmark each incremental run also re-reads "
+            "conversations, so that one that changed after it was exported (a customer came "
+            "back, an agent took over, a tag was added) is exported again. Needed only if the "
+            "API filters conversations on startTime; once its answers show lastActionAt, "
+            "nothing extra is read. Unset: learnt, the longest conversation seen (at most "
+            f"{LEARNT_REREAD_CAP_DAYS} days). 0: off. Cost: about that many days of "
+            "conversation pages per bot and run."
         ),
     ),
     th.Property(
@@ -262,6 +277,10 @@ def _partition_problems(name: str, stream: Stream, partition: object) -> list[st
             parse_timestamp(value)
         except TimestampError:
             return [f"{where} has a bookmark that is not a time: {value!r}"]
+    if CHANGES_STATE_KEY in partition:
+        problem = state_problem(partition[CHANGES_STATE_KEY])
+        if problem is not None:
+            return [f"{where} has a {CHANGES_STATE_KEY!r} that {problem}"]
     return []
 
 

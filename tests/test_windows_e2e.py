@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from tap_deepconverse.simulator import Simulator, SimulatorOptions, generate_dataset
-from tests.conftest import DAY, START, TapRunner, bookmark, config_for
+from tests.conftest import DAY, START, TapRunner, bookmark, config_for, conversations_seen
 from tests.test_export import assert_complete_and_exact
 
 FAST = {"requests_per_second": 200, "page_size": 40, "window_hours": 6}
@@ -137,7 +137,16 @@ def test_a_daily_run_costs_one_request_per_bot_and_stream(
     # (plus the pages a day of this dense data needs at 40 a page).
     first_pages = [r for r in requests if "cursor" not in r.params]
     assert len(first_pages) == 2 * len(fast_simulator.dataset.bots)
-    assert {int(r.params["start_time"]) for r in first_pages} == {START + 2 * DAY - 3600 - 1}
+    # Conversations also re-read how long they stay open (minutes here): still one window.
+    starts = {(r.endpoint, r.params["bot_name"], int(r.params["start_time"])) for r in first_pages}
+    assert starts == {
+        (endpoint, bot, START + 2 * DAY - 3600 - 1 - reread)
+        for bot in fast_simulator.dataset.bots
+        for endpoint, reread in (
+            ("messages", 0),
+            ("conversations", conversations_seen(first.final_state, bot)["longest_open_seconds"]),
+        )
+    }
 
 
 def test_a_window_the_api_finds_too_long_is_halved_and_the_limit_kept(tap: TapRunner) -> None:
