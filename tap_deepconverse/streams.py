@@ -23,19 +23,8 @@ from singer_sdk.singerlib import RecordMessage
 
 from tap_deepconverse.client import Counters, ExportClient, Page, Query
 from tap_deepconverse.conversation_changes import STATE_KEY as CHANGES_STATE_KEY
-from tap_deepconverse.conversation_changes import (
-    ConversationWatch,
-    Seen,
-    contradictory,
-    seen_in,
-)
-from tap_deepconverse.fetching import (
-    BUFFER_BUDGET,
-    DAY_SECONDS,
-    WindowFetcher,
-    WindowSource,
-    length_text,
-)
+from tap_deepconverse.conversation_changes import ConversationWatch, Note, seen_in
+from tap_deepconverse.fetching import BUFFER_BUDGET, DAY_SECONDS, WindowFetcher, WindowSource
 from tap_deepconverse.prefetch import Pipeline
 from tap_deepconverse.timestamps import (
     EPOCH,
@@ -415,39 +404,20 @@ class ConversationsStream(ExportStream):
     def watch(self) -> ConversationWatch:
         """What each bot's conversations showed, from the state the run started with."""
         return ConversationWatch(
-            {c["bot_name"]: seen_in(self.get_context_state(c)) for c in self.partitions}
+            {c["bot_name"]: seen_in(self.get_context_state(c)) for c in self.partitions},
+            setting_days=self.config.get("conversation_reread_days"),
         )
 
     def reread_seconds(self, context: Context) -> int:
         """The lookback, plus the conversations that may have changed since their export."""
         lookback = super().reread_seconds(context)
-        if self.get_context_state(context).get("replication_key_value") is None:
+        bookmark = self.get_context_state(context).get("replication_key_value")
+        if bookmark is None:
             return lookback  # a first run reads everything anyway
-        bot = context["bot_name"]
-        setting = self.config.get("conversation_reread_days")
-        extra = self.watch.reread_seconds(bot, setting)
-        reading = self.watch.reading(prior=True)
-        if reading == "lastActionAt":
-            why = "the API filters conversations on lastActionAt, so changed ones come back"
-        elif setting is not None:
-            why = "conversation_reread_days"
-        else:
-            longest = self.watch.prior.get(bot, Seen()).longest_open_seconds
-            field = "on startTime" if reading else "on a field not known yet"
-            open_for = (
-                f"the longest seen lasted {length_text(longest)}"
-                if longest is not None
-                else "how long they last is not known yet"
-            )
-            why = f"the API filters conversations {field}; {open_for}"
-        self.logger.info(
-            "conversations for bot '%s': re-reading %s before the bookmark besides the "
-            "lookback, for conversations changed since they were exported (%s).",
-            bot,
-            length_text(extra) if extra else "nothing",
-            why,
-        )
-        return lookback + extra
+        bookmark_seconds = to_unix_seconds(parse_timestamp(bookmark))
+        reread, notes = self.watch.plan(context["bot_name"], lookback, bookmark_seconds)
+        self.log_notes(notes)
+        return reread
 
     def observe(self, bot_name: str, window: Window, record: dict[str, Any]) -> None:
         self.watch.observe(
@@ -456,29 +426,18 @@ class ConversationsStream(ExportStream):
 
     def finish_window(self, context: Context, window: Window) -> None:
         """What the window's conversations showed goes into the state with its bookmark."""
+        self.watch.window_done(context["bot_name"], window.start)
         seen = self.watch.seen(context["bot_name"])
         self.get_context_state(context)[CHANGES_STATE_KEY] = seen.to_state()
         super().finish_window(context, window)
 
     def log_sync_costs(self) -> None:
-        watch = self.watch
-        reading = watch.reading()
-        if reading != watch.reading(prior=True) and reading is not None:
-            self.logger.info(
-                "conversations: the API's answers show that it filters conversations on %s; "
-                "later runs re-read %s.",
-                reading,
-                "only the lookback"
-                if reading == "lastActionAt"
-                else "the conversations that may have changed since their export",
-            )
-        if watch.contradictory() and not contradictory(watch.prior.values()):
-            self.logger.warning(
-                "conversations: the API returned conversations that started before their "
-                "window and others last active after it; no single field explains both, so "
-                "incremental runs keep re-reading recent conversations. Please report it."
-            )
+        self.log_notes(self.watch.notes())
         super().log_sync_costs()
+
+    def log_notes(self, notes: list[Note]) -> None:
+        for note in notes:
+            (self.logger.warning if note.warning else self.logger.info)("%s", note.text)
 
 
 class MessagesStream(ExportStream):
