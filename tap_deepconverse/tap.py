@@ -16,6 +16,7 @@ from types import FrameType
 from typing import IO, Any
 from urllib.parse import urlsplit
 
+import click
 import msgspec
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
@@ -29,6 +30,7 @@ from singer_sdk.singerlib import RecordMessage, StateMessage
 
 from tap_deepconverse.conversation_changes import LEARNT_REREAD_CAP_DAYS, state_problem
 from tap_deepconverse.conversation_changes import STATE_KEY as CHANGES_STATE_KEY
+from tap_deepconverse.diagnose import MAX_REQUESTS, run_diagnosis
 from tap_deepconverse.errors import DeepConverseError, StateError
 from tap_deepconverse.streams import STREAM_TYPES, ExportStream
 from tap_deepconverse.sync import sync_streams
@@ -432,6 +434,23 @@ class TapDeepConverse(Tap):
             sys.exit(128 + signum)
 
     @classmethod
+    def get_singer_command(cls) -> click.Command:
+        """The SDK's command, plus ``--diagnose``."""
+        command = super().get_singer_command()
+        command.params.append(
+            click.Option(
+                ["--diagnose"],
+                is_flag=True,
+                help=(
+                    "Probe the Export API on the configured bots' recent data (at most "
+                    f"{MAX_REQUESTS} requests per endpoint) and report what it does: a table "
+                    "on stderr, JSON on stdout. Writes no state and no records."
+                ),
+            )
+        )
+        return command
+
+    @classmethod
     def invoke(  # type: ignore[override]
         cls,
         *,
@@ -440,9 +459,14 @@ class TapDeepConverse(Tap):
         config: Any = None,  # noqa: ANN401 - the SDK's private config-input type
         state: IO[str] | None = None,
         catalog: IO[str] | None = None,
+        diagnose: bool = False,
     ) -> None:
-        """Run the tap; errors of ours end the run with their message and exit code 1."""
+        """Run the tap, or diagnose the API; errors of ours end it with their message and
+        exit code 1."""
         try:
+            if diagnose and not about:
+                cls.diagnose(config)
+                return
             super().invoke(
                 about=about,
                 about_format=about_format,
@@ -453,6 +477,18 @@ class TapDeepConverse(Tap):
         except DeepConverseError as exc:
             cls.logger.error("%s", exc)  # noqa: TRY400 - the message is the whole story
             sys.exit(1)
+
+    @classmethod
+    def diagnose(cls, config: Any) -> None:  # noqa: ANN401 - the SDK's private config-input type
+        """``--diagnose``: the settings checked as for a run, then the API probed."""
+        cls.print_version(print_fn=cls.logger.info)
+        tap = cls(
+            config=config.config,
+            parse_env_config=config.parse_env,
+            validate_config=True,
+            setup_mapper=False,
+        )
+        run_diagnosis(tap.config, version=tap.plugin_version, logger=tap.logger)
 
 
 def _checked_state_file(state: IO[str] | None) -> IO[str] | None:
