@@ -431,7 +431,7 @@ class Prober:
                 exact = "so it is exactly at that second"
             elif moment % (3600 * MICROS) == 0:
                 exact = (
-                    "on a whole hour, most likely an exact time though the API writes whole seconds"
+                    "on a whole hour: most likely exact, though the API writes whole seconds"
                 )
             else:
                 continue

@@ -132,7 +132,9 @@ def _page_size_served(findings: list[Findings], page_size: int) -> Answer:
 
 def _agreed(findings: list[Findings], name: str, what: str) -> Answer:
     """The endpoints' measure of one thing: theirs if they agree, else null and why."""
-    measured = [(f.endpoint, a) for f in findings if (a := getattr(f, name)) is not None]
+    measured: list[tuple[str, Answer]] = [
+        (f.endpoint, a) for f in findings if (a := getattr(f, name)) is not None
+    ]
     known = [a for _, a in measured if a.value is not None]
     if len({a.value for a in known}) == 1:
         return known[0]
