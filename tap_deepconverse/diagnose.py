@@ -430,9 +430,7 @@ class Prober:
             elif not from_it or up_to_it:
                 exact = "so it is exactly at that second"
             elif moment % (3600 * MICROS) == 0:
-                exact = (
-                    "on a whole hour: most likely exact, though the API writes whole seconds"
-                )
+                exact = "on a whole hour: most likely exact, though the API writes whole seconds"
             else:
                 continue
             what = f"a {self.endpoint} record with {field_name} {_time(moment)}"
