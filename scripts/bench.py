@@ -29,8 +29,15 @@ Concurrency and memory:
 - peak RSS of an export of 240,000 records in which one message in eight carries a 5 KB
   text, and of one twice as long (same density), with the tap's default settings.
 
+Conversations that change after their export (the new code only):
+
+- a daily run after a full one, on data whose conversations last up to three days, with the
+  simulator's archive moving on between the runs: conversation requests per bot under each
+  reading of the conversations window, against the same run without the re-read
+  (``conversation_reread_days`` 0); after a full backfill, and after only 7 days of one.
+
 Usage: ``make bench`` or ``python scripts/bench.py [--quick] [--baseline REF|none]
-[--only windows|concurrency|all]``. The baseline (default d5ec200) is extracted with ``git
+[--only windows|concurrency|changes|all]``. The baseline (default d5ec200) is extracted with ``git
 archive`` into a temporary directory and run from there with the same virtualenv; the
 simulator always comes from the working tree.
 
