@@ -15,12 +15,12 @@ state, no records. In order:
    the first that failed, the limit is bisected to the day (to the hour under a day).
 3. **Cursor**: the fullest window seen, asked 2 records a page: where the cursor comes.
 4. **Conversations filter** (conversations only): a conversation whose start and last action
-   fall in different seconds is asked for with a window holding its start but not its last
-   action, and with one holding its last action but not its start. Which returns it tells
-   the field the window filters on.
+   are seconds apart is asked for with a two-second window around its start, and with one
+   around its last action. Which returns it tells the field the window filters on.
 5. **Bounds**: a record timed on a whole second ``T`` (the filter field: ``time`` of a
    message, or the conversations filter once known) is asked for with ``start_time=T`` and
-   with ``end_time=T``.
+   with ``end_time=T``; only answers that prove its time exact count (see
+   :meth:`Prober.probe_bounds`).
 
 Where the data cannot answer (too few records, a budget spent), the value is null and the
 reason says why; nothing is guessed.
@@ -49,7 +49,11 @@ from tap_deepconverse.diagnose_report import (
     Findings,
     as_json,
     build_report,
+    cursor_text,
+    find_cursor,
     table,
+    time_formats,
+    value_at,
 )
 from tap_deepconverse.errors import PaginationError, RequestRejectedError
 from tap_deepconverse.timestamps import (
@@ -73,7 +77,6 @@ DAY = 86_400
 LADDER = (HOUR, 2 * HOUR, 4 * HOUR, 8 * HOUR, 16 * HOUR, DAY, 2 * DAY, 4 * DAY, 8 * DAY, 16 * DAY)
 CURSOR_PROBE_PER_PAGE = 2
 EDGE_CANDIDATES = 3  # records tried for the bounds, two requests each
-CURSOR_WORDS = ("cursor", "next", "token", "page")
 EDGE_PROBE_SECONDS = 60
 MICROS = 1_000_000
 GIVE_UP_ADVICE = "Nothing was written; run --diagnose again once the API answers."
@@ -162,7 +165,7 @@ class Prober:
                 return None
             self.findings.cursor_paths.add(".".join(self.cursor_path))
             return value
-        return _cursor_text(_value_at(document, self.cursor_path))
+        return cursor_text(value_at(document, self.cursor_path))
 
     def window(self, bot: str, start: int, end: int) -> Fetched:
         """Every record of a window, ``page_size`` a page; a refused window (HTTP 400) comes
@@ -348,30 +351,32 @@ class Prober:
             self.findings.skipped.append("the cursor probe (requests spent)")
 
     def probe_filter(self) -> Answer:
-        """Which field the conversations window filters on, from one conversation asked for
-        with a window around its start and one around its last action."""
+        """Which field the conversations window filters on: one conversation asked for with a
+        two-second window around its start, and one around its last action. Each holds one of
+        its times and not the other, even if the API writes times cut to the second."""
         candidates = []
         for bot, record in self.seen.values():
             start, last = _micros(record.get("startTime")), _micros(record.get("lastActionAt"))
             if start is None or last is None:
                 continue
-            middle = (start + last) // 2 // MICROS
-            if start < middle * MICROS < last:
-                candidates.append((last - start, bot, record, start, middle, last))
+            start_second, last_second = start // MICROS, -(-last // MICROS)
+            if (start_second + 1) * MICROS < last and last_second >= start_second + 2:
+                candidates.append((last - start, bot, record, start_second, last_second))
         if not candidates:
             return self._passive_filter(
-                "no conversation came back whose start and last action are in different seconds"
+                "no conversation came back whose start and last action are seconds apart"
             )
-        _, bot, record, start, middle, last = max(candidates, key=lambda c: c[:2])
+        _, bot, record, start_second, last_second = max(candidates, key=lambda c: c[:2])
         try:
-            by_start = record["_id"] in self.window(bot, start // MICROS - 1, middle).ids
-            by_last = record["_id"] in self.window(bot, middle, -(-last // MICROS) + 1).ids
+            around_start = self.window(bot, start_second - 1, start_second + 1)
+            around_last = self.window(bot, last_second - 1, last_second + 1)
         except BudgetSpent:
             return self._passive_filter("the probe was left out (requests spent)")
+        by_start, by_last = record["_id"] in around_start.ids, record["_id"] in around_last.ids
         what = (
-            f"a conversation from {_time(start)} to {_time(last)} came back for a window "
-            f"holding its start only: {_yes(by_start)}; for one holding its last action only: "
-            f"{_yes(by_last)}"
+            f"a conversation from {format_microseconds(start_second * MICROS)} to "
+            f"{format_microseconds(last_second * MICROS)} came back for a window around its start: "
+            f"{_yes(by_start)}; around its last action: {_yes(by_last)}"
         )
         if by_start != by_last:
             return Answer("startTime" if by_start else "lastActionAt", what)
@@ -433,7 +438,7 @@ class Prober:
                 exact = "on a whole hour: most likely exact, though the API writes whole seconds"
             else:
                 continue
-            what = f"a {self.endpoint} record with {field_name} {_time(moment)}"
+            what = f"a {self.endpoint} record with {field_name} {format_microseconds(moment)}"
             return (
                 Answer(from_it, f"{what} {_was(from_it)} with start_time={second} ({exact})"),
                 Answer(up_to_it, f"{what} {_was(up_to_it)} with end_time={second} ({exact})"),
@@ -445,47 +450,6 @@ class Prober:
             "told apart"
         )
         return Answer(None, why), Answer(None, why)
-
-
-def find_cursor(document: dict[str, Any]) -> tuple[tuple[str, ...], str | None] | None:
-    """Where an answer carries its cursor, and its value: the top-level ``cursor`` when the
-    answer has one; else, beside the records, the first value under a name that reads as a
-    cursor (cursor, next, token, page), else the first text (depth first)."""
-    if "cursor" in document:
-        return ("cursor",), _cursor_text(document["cursor"])
-    leaves = [
-        leaf for key, value in document.items() if key != "data" for leaf in _leaves(value, (key,))
-    ]
-    for path, value in leaves:
-        if any(word in path[-1].lower() for word in CURSOR_WORDS):
-            return path, _cursor_text(value)
-    for path, value in leaves:
-        if isinstance(value, str) and value:
-            return path, value
-    return None
-
-
-def _leaves(value: object, path: tuple[str, ...]) -> list[tuple[tuple[str, ...], object]]:
-    """Every value under ``value`` that is not an object, with its path."""
-    if isinstance(value, dict):
-        return [leaf for key, member in value.items() for leaf in _leaves(member, (*path, key))]
-    return [(path, value)]
-
-
-def _value_at(document: object, path: tuple[str, ...]) -> object:
-    for key in path:
-        if not isinstance(document, dict):
-            return None
-        document = document.get(key)
-    return document
-
-
-def _cursor_text(value: object) -> str | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int | float):
-        return str(value)
-    return value if isinstance(value, str) and value else None
 
 
 def _evidence(record: dict[str, Any], bounds: tuple[int, int]) -> Seen:
@@ -502,10 +466,6 @@ def _micros(value: object) -> int | None:
         return epoch_microseconds(value)
     except TimestampError:
         return None
-
-
-def _time(micros: int) -> str:
-    return format_microseconds(micros)
 
 
 def _yes(value: bool) -> str:
@@ -535,6 +495,7 @@ def _length(seconds: int) -> str:
 def client_for(
     config: Mapping[str, Any], endpoint: str, version: str, logger: logging.Logger
 ) -> ExportClient:
+    """The client a run would use for ``endpoint``, one request at a time."""
     return ExportClient(
         url=str(config["api_url"]).rstrip("/") + ENDPOINTS[endpoint],
         api_key=config["api_key"],
@@ -567,7 +528,7 @@ def run_diagnosis(config: Mapping[str, Any], *, version: str, logger: logging.Lo
         "endpoint.",
         config["api_url"],
         ", ".join(bots),
-        _time(end * MICROS),
+        format_microseconds(end * MICROS),
         MAX_REQUESTS,
     )
     with ThreadPoolExecutor(max_workers=len(probers)) as pool:
@@ -585,20 +546,18 @@ def run_diagnosis(config: Mapping[str, Any], *, version: str, logger: logging.Lo
     details = {
         "api_url": config["api_url"],
         "bots": bots,
-        "data_until": _time(end * MICROS),
+        "data_until": format_microseconds(end * MICROS),
         "page_size": page_size,
         "max_window_days": max_window_days,
         "cursor_path": next(iter(sorted({p for f in findings for p in f.cursor_paths})), None),
         "empty_pages_with_cursor": any(f.empty_with_cursor for f in findings),
-        "time_formats": {
-            f"{f.endpoint}.{name}": kind for f in findings for (name, kind) in sorted(f.time_kinds)
-        },
+        "time_formats": time_formats(findings),
         "requests": requests,
         "left_out": [note for f in findings for note in f.skipped],
     }
     heading = (
         f"What the Export API does ({config['api_url']}, bots {', '.join(bots)}, data up to "
-        f"{_time(end * MICROS)}):"
+        f"{format_microseconds(end * MICROS)}):"
     )
     footer = [
         "Requests: "

@@ -27,6 +27,7 @@ KEYS = (
 TIME_FIELDS = {"conversations": ("startTime", "lastActionAt"), "messages": ("time",)}
 _NUMBER = re.compile(r"[+-]?\d+(\.\d+)?")
 _ISO = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+CURSOR_WORDS = ("cursor", "next", "token", "page")  # names that read as a cursor's
 
 
 def time_kind(value: object) -> str | None:
@@ -44,6 +45,47 @@ def time_kind(value: object) -> str | None:
     if number is None:
         return None
     return "unix_milliseconds" if abs(number) >= MILLISECONDS_THRESHOLD else "unix_seconds"
+
+
+def find_cursor(document: dict[str, Any]) -> tuple[tuple[str, ...], str | None] | None:
+    """Where an answer carries its cursor, and its value: the top-level ``cursor`` when the
+    answer has one; else, beside the records, the first value under a name that reads as a
+    cursor (cursor, next, token, page), else the first text (depth first)."""
+    if "cursor" in document:
+        return ("cursor",), cursor_text(document["cursor"])
+    leaves = [
+        leaf for key, value in document.items() if key != "data" for leaf in _leaves(value, (key,))
+    ]
+    for path, value in leaves:
+        if any(word in path[-1].lower() for word in CURSOR_WORDS):
+            return path, cursor_text(value)
+    for path, value in leaves:
+        if isinstance(value, str) and value:
+            return path, value
+    return None
+
+
+def _leaves(value: object, path: tuple[str, ...]) -> list[tuple[tuple[str, ...], object]]:
+    """Every value under ``value`` that is not an object, with its path."""
+    if isinstance(value, dict):
+        return [leaf for key, member in value.items() for leaf in _leaves(member, (*path, key))]
+    return [(path, value)]
+
+
+def value_at(document: object, path: tuple[str, ...]) -> object:
+    for key in path:
+        if not isinstance(document, dict):
+            return None
+        document = document.get(key)
+    return document
+
+
+def cursor_text(value: object) -> str | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return str(value)
+    return value if isinstance(value, str) and value else None
 
 
 @dataclass
@@ -146,19 +188,15 @@ def _agreed(findings: list[Findings], name: str, what: str) -> Answer:
 
 
 def _time_format(findings: list[Findings]) -> Answer:
-    kinds: Counter[str] = Counter()
-    by_field: dict[str, set[str]] = {}
-    for f in findings:
-        for (name, kind), count in f.time_kinds.items():
-            kinds[kind] += count
-            by_field.setdefault(f"{f.endpoint}.{name}", set()).add(kind)
+    by_field = time_formats(findings)
+    kinds = {kind for found in by_field.values() for kind in found}
+    read = sum(n for f in findings for n in f.time_kinds.values())
     if not kinds:
         return Answer(None, "no record came back to read a time from")
-    fields = ", ".join(sorted(by_field))
     if len(kinds) == 1:
         (kind,) = kinds
-        return Answer(kind, f"every time read ({sum(kinds.values())} in {fields}) is {kind}")
-    mixed = "; ".join(f"{name}: {', '.join(sorted(k))}" for name, k in sorted(by_field.items()))
+        return Answer(kind, f"every time read ({read} in {', '.join(by_field)}) is {kind}")
+    mixed = "; ".join(f"{name}: {', '.join(found)}" for name, found in by_field.items())
     return Answer(None, f"times come in more than one format ({mixed})")
 
 
@@ -176,6 +214,15 @@ def _filter(findings: list[Findings]) -> Answer:
         if f.conversations_filter is not None:
             return f.conversations_filter
     return Answer(None, "the conversations endpoint was not probed")
+
+
+def time_formats(findings: list[Findings]) -> dict[str, list[str]]:
+    """The formats each time field came in, by ``endpoint.field``."""
+    formats: dict[str, set[str]] = {}
+    for f in findings:
+        for name, kind in f.time_kinds:
+            formats.setdefault(f"{f.endpoint}.{name}", set()).add(kind)
+    return {key: sorted(kinds) for key, kinds in sorted(formats.items())}
 
 
 def as_json(report: dict[str, Answer], details: dict[str, Any]) -> dict[str, Any]:

@@ -28,7 +28,11 @@ from singer_sdk.helpers.types import TapState
 from singer_sdk.plugin_base import JSONSchemaValidator
 from singer_sdk.singerlib import RecordMessage, StateMessage
 
-from tap_deepconverse.conversation_changes import LEARNT_REREAD_CAP_DAYS, state_problem
+from tap_deepconverse.conversation_changes import (
+    LEARNING_DAYS,
+    LEARNT_REREAD_CAP_DAYS,
+    state_problem,
+)
 from tap_deepconverse.conversation_changes import STATE_KEY as CHANGES_STATE_KEY
 from tap_deepconverse.diagnose import MAX_REQUESTS, run_diagnosis
 from tap_deepconverse.errors import DeepConverseError, StateError
@@ -130,9 +134,10 @@ CONFIG_SCHEMA = th.PropertiesList(
             "conversations, so that one that changed after it was exported (a customer came "
             "back, an agent took over, a tag was added) is exported again. Needed only if the "
             "API filters conversations on startTime; once its answers show lastActionAt, "
-            "nothing extra is read. Unset: learnt, the longest conversation seen (at most "
-            f"{LEARNT_REREAD_CAP_DAYS} days). 0: off. Cost: about that many days of "
-            "conversation pages per bot and run."
+            "nothing extra is read. Unset: learnt, the longest conversation seen, at most "
+            f"{LEARNT_REREAD_CAP_DAYS} days ({LEARNT_REREAD_CAP_DAYS} until a bot's "
+            f"conversations have been watched for {LEARNING_DAYS} days). 0: off. Cost: about "
+            "that many days of conversation pages per bot and run."
         ),
     ),
     th.Property(

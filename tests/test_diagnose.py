@@ -10,8 +10,15 @@ from typing import Any
 
 import pytest
 
-from tap_deepconverse.diagnose import MAX_REQUESTS, find_cursor
-from tap_deepconverse.diagnose_report import KEYS, Answer, Findings, build_report, time_kind
+from tap_deepconverse.diagnose import MAX_REQUESTS
+from tap_deepconverse.diagnose_report import (
+    KEYS,
+    Answer,
+    Findings,
+    build_report,
+    find_cursor,
+    time_kind,
+)
 from tap_deepconverse.simulator import (
     DEFAULT_API_KEY,
     Dataset,
@@ -193,7 +200,7 @@ def test_too_few_records_give_null_and_a_reason(tap: TapRunner) -> None:
     assert "no record came back" in reasons["time_format"]
     assert "cannot be told" in reasons["longest_window_days"]
     assert "whole second" in reasons["start_time_inclusive"]
-    assert "different seconds" in reasons["conversations_filter"]
+    assert "seconds apart" in reasons["conversations_filter"]
     assert "unknown" in run.stderr
 
 
