@@ -212,7 +212,8 @@ class Note:
 class ConversationWatch:
     """What the conversations of each bot have shown: as the state said at the start of the
     run, and what this run's records add; and each bot's re-read planned from the former.
-    Used from the conversations stream's thread."""
+    Used by one thread at a time: planned before the streams' threads start, then fed by
+    the conversations stream's."""
 
     def __init__(self, prior: Mapping[str, Seen], *, setting_days: int | None) -> None:
         self.prior = dict(prior)
@@ -270,10 +271,10 @@ class ConversationWatch:
             if longest is None:
                 lasting = "how long they last is not known yet"
             elif history is None or history < LEARNING_DAYS * DAY_SECONDS:
-                watched = "" if history is None else f" {duration_text(history)} so far"
+                watched = "for an unknown time" if history is None else duration_text(history)
                 lasting = (
                     f"the longest seen lasted {duration_text(longest)}, but they have been "
-                    f"watched{watched}, less than the {LEARNING_DAYS} days that tell"
+                    f"watched {watched}, not the {LEARNING_DAYS} days that tell"
                 )
             else:
                 lasting = f"the longest seen lasted {duration_text(longest)}"

@@ -192,7 +192,7 @@ def test_plan_notes_say_why():
     )
     reread, notes = short.plan("a", 3600, BOOKMARK)
     assert reread == 3600 + CAP
-    assert "watched 3.0 days so far, less than the 14 days that tell" in notes[0].text
+    assert "watched 3.0 days, not the 14 days that tell" in notes[0].text
 
     unknown = ConversationWatch({}, setting_days=None)
     assert "on a field not known yet; how long they last is not known yet" in (
