@@ -29,8 +29,15 @@ Concurrency and memory:
 - peak RSS of an export of 240,000 records in which one message in eight carries a 5 KB
   text, and of one twice as long (same density), with the tap's default settings.
 
+Conversations that change after their export (the new code only):
+
+- a daily run after a full one, on data whose conversations last up to three days, with the
+  simulator's archive moving on between the runs: conversation requests per bot under each
+  reading of the conversations window, against the same run without the re-read
+  (``conversation_reread_days`` 0); after a full backfill, and after only 7 days of one.
+
 Usage: ``make bench`` or ``python scripts/bench.py [--quick] [--baseline REF|none]
-[--only windows|concurrency|all]``. The baseline (default d5ec200) is extracted with ``git
+[--only windows|concurrency|changes|all]``. The baseline (default d5ec200) is extracted with ``git
 archive`` into a temporary directory and run from there with the same virtualenv; the
 simulator always comes from the working tree.
 
@@ -64,6 +71,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tap_deepconverse.conversation_changes import (
+    duration_text,
+    filter_reading,
+    reread_seconds,
+    seen_in,
+)
 from tap_deepconverse.simulator import (
     DEFAULT_API_KEY,
     Dataset,
@@ -71,6 +84,7 @@ from tap_deepconverse.simulator import (
     SimulatorOptions,
     generate_dataset,
 )
+from tap_deepconverse.timestamps import parse_timestamp, to_unix_seconds
 
 REPO = Path(__file__).resolve().parents[1]
 DAY = 86_400
@@ -156,6 +170,7 @@ class Shape:
     days: int
     conversations: tuple[int, ...]
     long_text_rate: float = 0.0
+    long_conversation_rate: float = 0.0  # conversations lasting 1 hour to 3 days
 
     def build(self) -> Dataset:
         return generate_dataset(
@@ -164,6 +179,7 @@ class Shape:
             days=self.days,
             conversations_per_bot=self.conversations,
             long_text_rate=self.long_text_rate,
+            long_conversation_rate=self.long_conversation_rate,
         )
 
 
@@ -184,6 +200,8 @@ class Plan:
     memory: Shape
     memory_twice: Shape
     outage: Shape
+    changing: Shape
+    changing_busy: Shape
 
     @staticmethod
     def full() -> Plan:
@@ -211,6 +229,20 @@ class Plan:
                 long_text_rate=0.125,
             ),
             outage=Shape("busy bot + quiet one, 30 days", ("busy", "quiet"), 30, (900, 60)),
+            changing=Shape(
+                "2 bots, 20 days, 660 conversations, 30% lasting 1 hour to 3 days",
+                ("r3-218210", "support-bot"),
+                20,
+                (495, 165),
+                long_conversation_rate=0.3,
+            ),
+            changing_busy=Shape(
+                "one busy bot, 20 days, 30,000 conversations, 30% lasting 1 hour to 3 days",
+                ("busy",),
+                20,
+                (30_000,),
+                long_conversation_rate=0.3,
+            ),
         )
 
     @staticmethod
@@ -237,6 +269,20 @@ class Plan:
                 long_text_rate=0.125,
             ),
             outage=Shape("busy bot + quiet one, 10 days", ("busy", "quiet"), 10, (300, 20)),
+            changing=Shape(
+                "2 bots, 16 days, 300 conversations, 30% lasting 1 hour to 3 days",
+                ("r3-218210", "support-bot"),
+                16,
+                (225, 75),
+                long_conversation_rate=0.3,
+            ),
+            changing_busy=Shape(
+                "one busy bot, 16 days, 1,600 conversations, 30% lasting 1 hour to 3 days",
+                ("busy",),
+                16,
+                (1600,),
+                long_conversation_rate=0.3,
+            ),
         )
 
 
@@ -709,6 +755,83 @@ def incremental(bench: Bench, codes: list[Code], shape: Shape, dataset: Dataset)
     print("Goal: about one request per bot and endpoint when little is new.")
 
 
+# -- conversations that change after their export -------------------------------------------
+
+
+def changed_conversations(bench: Bench, code: Code, plan: Plan, data: dict[str, Dataset]) -> None:
+    """The cost of re-reading conversations on a daily run, per bot, under each reading of the
+    conversations window (the new code only: the setting is new)."""
+    print(
+        "A full run up to one day before the end of the data, then a daily run to the end from "
+        "its state; the simulator's archive as of each run's end, filtering conversations on "
+        "the reading shown. Conversation requests of the daily run, per bot, against the same "
+        "run with conversation_reread_days 0 (no re-read). Defaults otherwise (page_size 1000)."
+    )
+    rows: list[list[str]] = []
+    for key, shape in (("changing", plan.changing), ("changing_busy", plan.changing_busy)):
+        dataset = data[key]
+        print(f"- {describe(shape, dataset)}")
+        for history, label in (
+            (None, "backfill of all but the last day"),
+            (7, "7 days of backfill"),
+        ):
+            backfill_end = dataset.end - DAY if history is None else dataset.start + history * DAY
+            daily_end = backfill_end + DAY
+            for reading in ("startTime", "lastActionAt"):
+                daily: dict[str, TapRun] = {}
+                backfill: list[dict[str, Any]] = []  # the state the learnt daily run starts from
+                for setting in (None, 0):
+                    options = SimulatorOptions(
+                        rate_limit=None, conversation_filter=reading, as_of=backfill_end
+                    )
+                    extra = {} if setting is None else {"conversation_reread_days": setting}
+                    with Simulator(dataset, options) as sim:
+                        config = bench.config(sim, dataset, **FAST, **extra)
+                        first = bench.run(code, sim, {**config, "end_date": iso(backfill_end)})
+                        if first.state is None:
+                            bench.fail(f"no STATE from the backfill ({shape.title}, {reading})")
+                            continue
+                        if setting is None:
+                            backfill.append(first.state)
+                        sim.options.as_of = daily_end
+                        daily["learnt" if setting is None else "off"] = bench.run(
+                            code, sim, {**config, "end_date": iso(daily_end)}, state=first.state
+                        )
+                if len(daily) < 2:
+                    continue
+                for bot in dataset.bots:
+                    with_it = daily["learnt"].by_bot[bot, "conversations"]
+                    without = daily["off"].by_bot[bot, "conversations"]
+                    rows.append([
+                        shape.title, label, bot, reading, planned_reread(backfill[0], bot),
+                        str(with_it), str(without), f"{with_it - without:+d}",
+                        str(daily["learnt"].by_bot[bot, "messages"]),
+                    ])  # fmt: skip
+    table(
+        [
+            "shape", "history", "bot", "filter", "re-read", "conversation requests",
+            "without re-read", "extra", "message requests",
+        ],
+        rows,
+    )  # fmt: skip
+
+
+def planned_reread(state: dict[str, Any], bot: str) -> str:
+    """The re-read a daily run plans from `state` for `bot`, as the tap computes it."""
+    partitions = state["bookmarks"]["conversations"]["partitions"]
+    seen = {p["context"]["bot_name"]: seen_in(p) for p in partitions}
+    mine = next(p for p in partitions if p["context"] == {"bot_name": bot})
+    bookmark = to_unix_seconds(parse_timestamp(mine["replication_key_value"]))
+    since = seen[bot].observed_since
+    seconds = reread_seconds(
+        reading=filter_reading(seen.values()),
+        longest_open_seconds=seen[bot].longest_open_seconds,
+        history_seconds=None if since is None else bookmark - since,
+        setting_days=None,
+    )
+    return duration_text(seconds) if seconds else "none"
+
+
 # -- the concurrency and memory issue -------------------------------------------------------
 
 
@@ -879,7 +1002,9 @@ def parse_args() -> argparse.Namespace:
         metavar="REF",
         help="git ref of the 'before' tap; 'none' runs the working tree only",
     )
-    parser.add_argument("--only", choices=("windows", "concurrency", "all"), default="all")
+    parser.add_argument(
+        "--only", choices=("windows", "concurrency", "changes", "all"), default="all"
+    )
     parser.add_argument("--quick", action="store_true", help="small versions of every scenario")
     parser.add_argument(
         "--real-limit-minutes",
@@ -919,10 +1044,13 @@ def main() -> None:
                 "memory": plan.memory,
                 "memory_twice": plan.memory_twice,
                 "outage": plan.outage,
+                "changing": plan.changing,
+                "changing_busy": plan.changing_busy,
             }
             wanted = {
                 "windows": ("busy", "quiet", "mixed", "outage"),
                 "concurrency": ("busy", "mixed", "throughput", "rates", "memory", "memory_twice"),
+                "changes": ("changing", "changing_busy"),
                 "all": tuple(shapes),
             }[args.only]
             data = {key: shapes[key].build() for key in wanted}
@@ -935,6 +1063,9 @@ def main() -> None:
         if args.only in ("concurrency", "all"):
             with timed(parts, "Concurrency and memory issue"):
                 concurrency_issue(bench, codes, plan, data)
+        if args.only in ("changes", "all"):
+            with timed(parts, "Conversations that change after their export"):
+                changed_conversations(bench, codes[-1], plan, data)
 
         parts.append(("all", time.monotonic() - started))
         table(["part", "time"], [[name, duration(seconds)] for name, seconds in parts])

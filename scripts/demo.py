@@ -3,7 +3,8 @@
 The first run exports the simulator's last 7 days; every later run is incremental, from the
 state Meltano keeps in .meltano/. The simulator serves the same seeded data each time (its
 start is remembered in .meltano/demo.json), so the second run re-reads only the lookback
-window and whatever became due since the first.
+window, the recent conversations (which may have changed since their export), and whatever
+became due since the first.
 
 What the demo reports comes from what landed (the DuckDB file, whose `_sdc_extracted_at`
 column tells the rows this run wrote) and from Meltano's state (`meltano state get`), never
@@ -448,7 +449,9 @@ def plan(env: Mapping[str, str], memory: Memory | None) -> tuple[Memory, bool, b
             f"      INCREMENTAL run: each bot and stream starts {LOOKBACK_MINUTES} minutes before "
             "its bookmark"
         )
-        say("      (lookback_minutes, for records that reach the archive late), not at start_date.")
+        say("      (lookback_minutes, for records that reach the archive late), not at start_date;")
+        say("      conversations also re-read the recent days, for the ones changed since their")
+        say("      export (conversation_reread_days; the tap's log says how far and why).")
         return memory, True, False, marks
     if state:
         say("      The demo's database or its notes are gone while Meltano still has a state:")
@@ -473,7 +476,8 @@ def compare(written: Mapping[str, int], before: Mapping[str, int], memory: Memor
         f"      This run wrote {count(total)} rows, {total / first:.1%} of the first run's "
         f"{count(first)}: {count(new)} new, and {count(max(total - new, 0))} read again in the"
     )
-    say("      lookback window and updated in place (target-duckdb upserts on _id).")
+    say("      lookback window or among recent conversations, and updated in place (target-duckdb")
+    say("      upserts on _id).")
 
 
 def main() -> int:

@@ -42,6 +42,9 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 30.0
 
+# What the operator can do once the retries are spent, in a run.
+GIVE_UP_ADVICE = "The state of every finished window has been emitted; rerun to resume."
+
 # Besides every 5xx.
 RETRIED_STATUSES = frozenset({408, 429})
 KEY_STATUSES = frozenset({401, 403})
@@ -327,8 +330,10 @@ class ExportClient:
         pool_size: int,
         counters: Counters,
         logger: logging.Logger,
+        give_up_advice: str = GIVE_UP_ADVICE,
     ) -> None:
         self.url = url
+        self.give_up_advice = give_up_advice
         self.session = LimitedSession(limiter_for(url, requests_per_second), pool_size)
         self.session.headers.update({"x-api-key": api_key, "User-Agent": user_agent})
         self.max_tries = max_retries + 1
@@ -373,7 +378,7 @@ class ExportClient:
         except RETRIED_EXCEPTIONS as exc:
             raise ApiUnavailableError(
                 f"Gave up on {query.describe()} after {self.max_tries} attempts: {_reason(exc)}. "
-                "The state of every finished window has been emitted; rerun to resume."
+                + self.give_up_advice
             ) from None
 
     def _attempt(self, query: Query, params: Mapping[str, str | int]) -> Page:

@@ -23,6 +23,8 @@ from singer_sdk.helpers.types import Context
 from singer_sdk.singerlib import RecordMessage
 
 from tap_deepconverse.client import Counters, ExportClient, Page, Query
+from tap_deepconverse.conversation_changes import STATE_KEY as CHANGES_STATE_KEY
+from tap_deepconverse.conversation_changes import ConversationWatch, Note, seen_in
 from tap_deepconverse.fetching import WindowFetcher, WindowJob, WindowSource, WindowSplit
 from tap_deepconverse.prefetch import ByteBudget, Pipeline
 from tap_deepconverse.readings import DAY_SECONDS, ApiReadings
@@ -181,7 +183,7 @@ class ExportStream(Stream):
         bookmark_text = state.get("replication_key_value")
         density = state.get(DENSITY_KEY)
         bookmark = to_unix_seconds(parse_timestamp(bookmark_text)) if bookmark_text else None
-        start = resume_from(start_date, bookmark, int(config["lookback_minutes"]) * 60)
+        start = resume_from(start_date, bookmark, self.reread_seconds(context))
         return WindowPlanner(
             start,
             stop,
@@ -189,6 +191,11 @@ class ExportStream(Stream):
             longest=int(config["max_window_days"]) * DAY_SECONDS,
             density=float(density) / DAY_SECONDS if density is not None else None,
         )
+
+    def reread_seconds(self, context: Context) -> int:  # noqa: ARG002 - a bot's, in subclasses
+        """How far before its bookmark an incremental run starts: the lookback, for records
+        that reached the archive late."""
+        return int(self.config["lookback_minutes"]) * 60
 
     @cached_property
     def windows(self) -> WindowSource:
@@ -281,6 +288,7 @@ class ExportStream(Stream):
                         duplicates += 1
                     else:
                         emitted += 1
+                        self.observe(bot_name, window, record)
                         yield record
             self.counters.add(records=emitted, duplicates=duplicates, odd_records=odd, windows=1)
             if odd:
@@ -302,7 +310,7 @@ class ExportStream(Stream):
                     release_at = max(job.window.end for job in split.jobs)
                 # The pieces cover the rest: the bookmark moves only as they are written.
                 if split.done_until > window.start:
-                    self.finish_window(context, split.done_until)
+                    self.finish_window(context, Window(window.start, split.done_until))
                 self.logger.debug(
                     "%s for bot '%s', window %s fetched as %d pieces from %s.",
                     self.name,
@@ -312,7 +320,7 @@ class ExportStream(Stream):
                     _log_time(split.done_until),
                 )
                 continue
-            self.finish_window(context, window.end)
+            self.finish_window(context, window)
             now = time.monotonic()
             done = (window.end - first) / (stop - first)
             self.logger.info(
@@ -328,6 +336,9 @@ class ExportStream(Stream):
                 _duration((now - started) / done * (1 - done)),
             )
             last = now
+
+    def observe(self, bot_name: str, window: Window, record: dict[str, Any]) -> None:
+        """A shaped record of ``bot_name`` that ``window`` returned, about to be emitted."""
 
     def stop_fetching(self) -> None:
         """Stop the window pipeline's workers, if it was started."""
@@ -385,12 +396,12 @@ class ExportStream(Stream):
                 )
         self.state_manager.is_flushed = False
 
-    def finish_window(self, context: Context, end: int) -> None:
-        """Move the bot's bookmark to ``end`` (every record before it is out) and emit it
+    def finish_window(self, context: Context, window: Window) -> None:
+        """Every record of ``window`` is out: move the bot's bookmark to its end and emit it
         as a STATE message."""
         state = self.get_context_state(context)
         state["replication_key"] = self.replication_key
-        state["replication_key_value"] = _iso(end)
+        state["replication_key_value"] = _iso(window.end)
         state[COMPLETE_WINDOW_KEY] = self.shared.readings.complete_length(self.name)
         density = self.windows.density(context["bot_name"])
         if density is not None:
@@ -447,6 +458,47 @@ class ConversationsStream(ExportStream):
         ),
         EXTRA_PROPERTY,
     ).to_dict()
+
+    # Conversations that change after they are exported: see conversation_changes.
+
+    @cached_property
+    def watch(self) -> ConversationWatch:
+        """What each bot's conversations showed, from the state the run started with."""
+        return ConversationWatch(
+            {c["bot_name"]: seen_in(self.get_context_state(c)) for c in self.partitions},
+            setting_days=self.config.get("conversation_reread_days"),
+        )
+
+    def reread_seconds(self, context: Context) -> int:
+        """The lookback, plus the conversations that may have changed since their export."""
+        lookback = super().reread_seconds(context)
+        bookmark = self.get_context_state(context).get("replication_key_value")
+        if bookmark is None:
+            return lookback  # a first run reads everything anyway
+        bookmark_seconds = to_unix_seconds(parse_timestamp(bookmark))
+        reread, notes = self.watch.plan(context["bot_name"], lookback, bookmark_seconds)
+        self.log_notes(notes)
+        return reread
+
+    def observe(self, bot_name: str, window: Window, record: dict[str, Any]) -> None:
+        self.watch.observe(
+            bot_name, window.request_bounds, record.get("startTime"), record["lastActionAt"]
+        )
+
+    def finish_window(self, context: Context, window: Window) -> None:
+        """What the window's conversations showed goes into the state with its bookmark."""
+        self.watch.window_done(context["bot_name"], window.start)
+        seen = self.watch.seen(context["bot_name"])
+        self.get_context_state(context)[CHANGES_STATE_KEY] = seen.to_state()
+        super().finish_window(context, window)
+
+    def log_sync_costs(self) -> None:
+        self.log_notes(self.watch.notes())
+        super().log_sync_costs()
+
+    def log_notes(self, notes: list[Note]) -> None:
+        for note in notes:
+            (self.logger.warning if note.warning else self.logger.info)("%s", note.text)
 
 
 class MessagesStream(ExportStream):

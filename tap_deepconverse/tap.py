@@ -18,6 +18,7 @@ from types import FrameType
 from typing import IO, Any
 from urllib.parse import urlsplit
 
+import click
 import msgspec
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
@@ -29,6 +30,13 @@ from singer_sdk.helpers.types import TapState
 from singer_sdk.plugin_base import JSONSchemaValidator
 from singer_sdk.singerlib import RecordMessage, StateMessage
 
+from tap_deepconverse.conversation_changes import (
+    LEARNING_DAYS,
+    LEARNT_REREAD_CAP_DAYS,
+    state_problem,
+)
+from tap_deepconverse.conversation_changes import STATE_KEY as CHANGES_STATE_KEY
+from tap_deepconverse.diagnose import MAX_REQUESTS, run_diagnosis
 from tap_deepconverse.errors import DeepConverseError, StateError
 from tap_deepconverse.readings import ApiReadings
 from tap_deepconverse.streams import (
@@ -125,6 +133,20 @@ CONFIG_SCHEMA = th.PropertiesList(
         description=(
             "How far before the bookmark each incremental run re-reads, to pick up records "
             "that reached the archive late."
+        ),
+    ),
+    th.Property(
+        "conversation_reread_days",
+        th.IntegerType(minimum=0, maximum=366),
+        description=(
+            "How many days before the bookmark each incremental run also re-reads "
+            "conversations, so that one that changed after it was exported (a customer came "
+            "back, an agent took over, a tag was added) is exported again. Needed only if the "
+            "API filters conversations on startTime; once its answers show lastActionAt, "
+            "nothing extra is read. Unset: learnt, the longest conversation seen, at most "
+            f"{LEARNT_REREAD_CAP_DAYS} days ({LEARNT_REREAD_CAP_DAYS} until a bot's "
+            f"conversations have been watched for {LEARNING_DAYS} days). 0: off. Cost: about "
+            "that many days of conversation pages per bot and run."
         ),
     ),
     th.Property(
@@ -275,6 +297,10 @@ def _partition_problems(name: str, stream: Stream, partition: object) -> list[st
             parse_timestamp(value)
         except TimestampError:
             return [f"{where} has a bookmark that is not a time: {value!r}"]
+    if CHANGES_STATE_KEY in partition:
+        problem = state_problem(partition[CHANGES_STATE_KEY])
+        if problem is not None:
+            return [f"{where} has a {CHANGES_STATE_KEY!r} that {problem}"]
     return []
 
 
@@ -456,6 +482,23 @@ class TapDeepConverse(Tap):
             sys.exit(128 + signum)
 
     @classmethod
+    def get_singer_command(cls) -> click.Command:
+        """The SDK's command, plus ``--diagnose``."""
+        command = super().get_singer_command()
+        command.params.append(
+            click.Option(
+                ["--diagnose"],
+                is_flag=True,
+                help=(
+                    "Probe the Export API on the configured bots' recent data (at most "
+                    f"{MAX_REQUESTS} requests per endpoint) and report what it does: a table "
+                    "on stderr, JSON on stdout. Writes no state and no records."
+                ),
+            )
+        )
+        return command
+
+    @classmethod
     def invoke(  # type: ignore[override]
         cls,
         *,
@@ -464,9 +507,14 @@ class TapDeepConverse(Tap):
         config: Any = None,  # noqa: ANN401 - the SDK's private config-input type
         state: IO[str] | None = None,
         catalog: IO[str] | None = None,
+        diagnose: bool = False,
     ) -> None:
-        """Run the tap; errors of ours end the run with their message and exit code 1."""
+        """Run the tap, or diagnose the API; errors of ours end it with their message and
+        exit code 1."""
         try:
+            if diagnose and not about:
+                cls.diagnose(config)
+                return
             super().invoke(
                 about=about,
                 about_format=about_format,
@@ -477,6 +525,18 @@ class TapDeepConverse(Tap):
         except DeepConverseError as exc:
             cls.logger.error("%s", exc)  # noqa: TRY400 - the message is the whole story
             sys.exit(1)
+
+    @classmethod
+    def diagnose(cls, config: Any) -> None:  # noqa: ANN401 - the SDK's private config-input type
+        """``--diagnose``: the settings checked as for a run, then the API probed."""
+        cls.print_version(print_fn=cls.logger.info)
+        tap = cls(
+            config=config.config,
+            parse_env_config=config.parse_env,
+            validate_config=True,
+            setup_mapper=False,
+        )
+        run_diagnosis(tap.config, version=tap.plugin_version, logger=tap.logger)
 
 
 def _checked_state_file(state: IO[str] | None) -> IO[str] | None:

@@ -73,6 +73,15 @@ def bookmark(state: dict[str, Any], stream: str, bot: str) -> str | None:
     return None
 
 
+def conversations_seen(state: dict[str, Any], bot: str) -> dict[str, Any]:
+    """What the state says one bot's conversations showed (conversation_changes.Seen)."""
+    for partition in state["bookmarks"]["conversations"]["partitions"]:
+        if partition["context"] == {"bot_name": bot}:
+            seen: dict[str, Any] = partition["conversations_seen"]
+            return seen
+    raise KeyError(bot)
+
+
 def parse_messages(stdout: str) -> list[dict[str, Any]]:
     """Singer messages, one per line; other output (--about, --discover) is skipped."""
     return [json.loads(line) for line in stdout.splitlines() if line.startswith('{"type":')]

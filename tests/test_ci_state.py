@@ -82,6 +82,8 @@ def test_a_fresh_checkout_resumes_from_the_state_in_the_system_database(
             "MELTANO_DATABASE_URI": postgres_server.sqlalchemy_url(DATABASE),
             "TAP_DEEPCONVERSE_API_URL": sim.url,
             "TAP_DEEPCONVERSE_START_DATE": iso(dataset.start),
+            # Only the lookback: re-reading changed conversations has its own tests.
+            "TAP_DEEPCONVERSE_CONVERSATION_REREAD_DAYS": "0",
         }
         everything = {stream: dataset.ids(stream) for stream in STREAMS}
         first = scheduled_run(user_project, tmp_path / "run-1", env)

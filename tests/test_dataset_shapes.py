@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tap_deepconverse.simulator import Dataset, generate_dataset
+from tap_deepconverse.simulator import Dataset, format_record, generate_dataset
 from tap_deepconverse.simulator.__main__ import build_parser
 
 DAY = 86_400
@@ -73,6 +73,8 @@ def test_explicit_defaults_generate_the_same_data():
         conversations_per_bot=None,
         long_text_rate=0.0,
         long_text_bytes=5000,
+        long_conversation_rate=0.0,
+        long_conversation_hours=(1.0, 72.0),
     )
     assert digest(explicit) == digest(implicit)
 
@@ -161,6 +163,74 @@ def test_long_text_size_is_configurable():
     assert max(sizes) < 21_000
 
 
+def test_long_conversations_last_hours_to_days():
+    plain = generate_dataset(seed=3, days=20, conversations_per_day=33)
+    data = generate_dataset(seed=3, days=20, conversations_per_day=33, long_conversation_rate=0.3)
+    conversations = data.conversations()
+    assert [c["_id"] for c in conversations] == [c["_id"] for c in plain.conversations()]
+    assert [c["startTime"] for c in conversations] == [
+        c["startTime"] for c in plain.conversations()
+    ]
+    durations = [c["lastActionAt"] - c["startTime"] for c in conversations]
+    long = [d for d in durations if d >= HOUR]
+    assert 0.25 <= len(long) / len(durations) <= 0.35
+    assert max(durations) > 2 * DAY
+    assert max(durations) < 72 * HOUR + 2 * HOUR  # the pause, plus minutes of messages
+    assert 0.1 <= sum(d >= DAY for d in durations) / len(durations) <= 0.25
+    for record in [*conversations, *data.messages()]:
+        time = record.get("time", record.get("lastActionAt"))
+        assert data.start <= time < data.end
+    last_message: dict[str, int] = {}
+    for message in data.messages():
+        last_message[message["conversationId"]] = message["time"]
+    assert all(c["lastActionAt"] == last_message[c["_id"]] for c in conversations)
+
+
+def test_as_of_shows_the_archive_as_it_was():
+    data = generate_dataset(seed=3, days=6, conversations_per_day=30, long_conversation_rate=0.3)
+    moment = data.start + 3 * DAY + 0.5
+    final = {c["_id"]: c for c in data.conversations()}
+    then = data.conversations(as_of=moment)
+    assert {c["_id"] for c in then} == {i for i, c in final.items() if c["startTime"] <= moment}
+    last_sent: dict[str, int] = {}
+    for message in data.messages(as_of=moment):
+        last_sent[message["conversationId"]] = message["time"]
+    changed = 0
+    for conversation in then:
+        last = final[conversation["_id"]]
+        assert conversation["lastActionAt"] == last_sent[last["_id"]]
+        if conversation["lastActionAt"] < last["lastActionAt"]:
+            changed += 1
+            assert conversation["tags"] == [t for t in last["tags"] if t != "resolved"]
+            assert {k: v for k, v in conversation.items() if k not in ("lastActionAt", "tags")} == {
+                k: v for k, v in last.items() if k not in ("lastActionAt", "tags")
+            }
+        else:
+            assert conversation == last
+    assert changed >= 5  # open ones, some for days
+    assert data.messages(as_of=moment) == [m for m in data.messages() if m["time"] <= moment]
+    assert data.conversations(as_of=data.end) == data.conversations()
+
+    # A window filtering on lastActionAt sees the values of then.
+    bot = data.bots[0]
+    window = (data.start + 2 * DAY, data.start + 4 * DAY)
+    selected = data.select(
+        "conversations", bot, *window, conversation_filter="lastActionAt", as_of=moment
+    )
+    expected = sorted(
+        (c for c in data.conversations(bot, as_of=moment) if window[0] <= c["lastActionAt"]),
+        key=lambda c: (round(c["lastActionAt"] * 1000), c["_id"]),
+    )
+    assert [c["_id"] for c in selected] == [c["_id"] for c in expected]
+    served = [format_record("conversations", c) for c in selected]
+    assert [c["lastActionAt"] for c in served] == [c["lastActionAt"] for c in expected]
+    # The same view twice is the same object (the server caches answers by record).
+    again = data.select(
+        "conversations", bot, *window, conversation_filter="lastActionAt", as_of=moment
+    )
+    assert all(a is b for a, b in zip(selected, again, strict=True))
+
+
 def digest_of(records: list[dict[str, Any]]) -> str:
     return hashlib.sha256(json.dumps(records, sort_keys=True).encode("utf-8")).hexdigest()
 
@@ -172,10 +242,13 @@ def digest_of(records: list[dict[str, Any]]) -> str:
         {"conversations_per_bot": [1, -1]},
         {"long_text_rate": 1.5},
         {"long_text_bytes": 0},
+        {"long_conversation_rate": -0.1},
+        {"long_conversation_hours": (5.0, 1.0)},
+        {"long_conversation_hours": (0.0, 1.0)},
     ],
 )
 def test_bad_shapes_are_refused(kwargs: dict[str, Any]):
-    with pytest.raises(ValueError, match=r"conversations_per_bot|long_text"):
+    with pytest.raises(ValueError, match=r"conversations_per_bot|long_text|long_conversation"):
         generate_dataset(**kwargs)
 
 
@@ -191,8 +264,14 @@ def test_command_line_exposes_the_shapes():
             "0.125",
             "--long-text-bytes",
             "6000",
+            "--long-conversation-rate",
+            "0.3",
+            "--long-conversation-hours",
+            "2,48",
         ]
     )
+    assert args.long_conversation_rate == 0.3
+    assert args.long_conversation_hours == (2.0, 48.0)
     assert args.conversations_per_bot == (10, 20)
     assert args.day_boundary_conversations is False
     assert args.long_text_rate == 0.125

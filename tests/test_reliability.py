@@ -203,6 +203,22 @@ BAD_STATES = {
             }
         }
     ),
+    "what conversations showed, corrupt": json.dumps(
+        {
+            "bookmarks": {
+                "conversations": {
+                    "partitions": [
+                        {
+                            "context": {"bot_name": "r3-218210"},
+                            "replication_key": "lastActionAt",
+                            "replication_key_value": "2025-01-02T00:00:00Z",
+                            "conversations_seen": {"longest_open_seconds": "3 days"},
+                        }
+                    ]
+                }
+            }
+        }
+    ),
 }
 
 

@@ -31,6 +31,8 @@ BAD_SETTINGS: list[tuple[str, dict[str, Any], str]] = [
     ("page size not int", {"page_size": "many"}, "page_size"),
     ("window zero", {"window_hours": 0}, "window_hours"),
     ("negative lookback", {"lookback_minutes": -5}, "lookback_minutes"),
+    ("negative re-read", {"conversation_reread_days": -1}, "conversation_reread_days"),
+    ("re-read not whole days", {"conversation_reread_days": 1.5}, "conversation_reread_days"),
     ("conversation ids not a list", {"conversation_ids": "abc"}, "conversation_ids"),
     ("empty conversation id", {"conversation_ids": [""]}, "conversation_ids"),
     ("rate zero", {"requests_per_second": 0}, "requests_per_second"),

@@ -559,6 +559,39 @@ def test_add_conversation_shows_up_later(http: requests.Session) -> None:
         assert conv["_id"] not in data.ids("conversations", data.bots[0])
 
 
+def test_as_of_serves_the_archive_as_it_was(http: requests.Session) -> None:
+    data = generate_dataset(seed=4, days=4, conversations_per_day=30, long_conversation_rate=0.5)
+    bot = data.bots[0]
+    final = {c["_id"]: c for c in data.conversations(bot)}
+    # One that lasts days and keeps its start day's window under the startTime reading.
+    lasting = next(
+        c
+        for c in final.values()
+        if c["lastActionAt"] - c["startTime"] > DAY and c["startTime"] < START + 2 * DAY
+    )
+    day = START + (lasting["startTime"] - START) // DAY * DAY
+    moment = lasting["startTime"] + 60 * 60
+    with Simulator(data, SimulatorOptions(rate_limit=None, as_of=moment)) as sim:
+        params = window(bot, day, day + DAY, per_page=1000)
+        before, _ = export(http, sim, "conversations", **params)
+        then = by_id(before)[lasting["_id"]]
+        assert then["lastActionAt"] <= moment < lasting["lastActionAt"]
+        assert "resolved" not in then["tags"]
+        messages, _ = export(http, sim, "messages", **window(bot, START, START + 4 * DAY))
+        assert max(m["time"] for m in messages) <= moment
+        sim.options.as_of = None  # the archive now: the conversation changed
+        after, _ = export(http, sim, "conversations", **params)
+        assert by_id(after)[lasting["_id"]] == lasting
+        # Under the lastActionAt reading it moved to the window of its last action.
+        sim.options.conversation_filter = "lastActionAt"
+        last_day = START + (lasting["lastActionAt"] - START) // DAY * DAY
+        moved, _ = export(http, sim, "conversations", **window(bot, last_day, last_day + DAY))
+        assert lasting["_id"] in by_id(moved)
+        sim.options.as_of = moment
+        earlier, _ = export(http, sim, "conversations", **window(bot, last_day, last_day + DAY))
+        assert lasting["_id"] not in by_id(earlier)
+
+
 def test_stop_closes_kept_alive_connections(http: requests.Session) -> None:
     data = generate_dataset(seed=2, days=1, conversations_per_day=4)
     sim = Simulator(data, SimulatorOptions(rate_limit=None)).start()

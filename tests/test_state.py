@@ -93,7 +93,10 @@ def test_cursor_requests_repeat_the_window_parameters(
 def test_incremental_run_fetches_only_new_windows_plus_lookback(
     tap: TapRunner, fast_simulator: Simulator
 ) -> None:
-    config = config_for(fast_simulator, **FAST, end_date="2025-01-03T00:00:00Z")
+    # Only the lookback: re-reading changed conversations has its own tests.
+    config = config_for(
+        fast_simulator, **FAST, end_date="2025-01-03T00:00:00Z", conversation_reread_days=0
+    )
     first = tap.run(config)
     assert first.exit_code == 0
     full_requests = len(fast_simulator.requests)

@@ -54,6 +54,15 @@ def _counts(value: str) -> tuple[int, ...]:
     return counts
 
 
+def _hours(value: str) -> tuple[float, float]:
+    low, _, high = value.partition(",")
+    try:
+        return float(low), float(high or low)
+    except ValueError:
+        msg = "expected MIN,MAX hours"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
 def _optional_text(value: str) -> str | None:
     return None if value.lower() in ("", "none") else value
 
@@ -90,6 +99,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--long-text-rate", type=float, default=0.0, help="fraction of messages with a long text"
     )
     p.add_argument("--long-text-bytes", type=int, default=5000, help="size of those texts")
+    p.add_argument(
+        "--long-conversation-rate",
+        type=float,
+        default=0.0,
+        help="fraction of conversations that pause for hours to days before a later message",
+    )
+    p.add_argument(
+        "--long-conversation-hours",
+        type=_hours,
+        default=(1.0, 72.0),
+        metavar="MIN,MAX",
+        help="how long those pauses last",
+    )
     p.add_argument("--api-key", default=DEFAULT_API_KEY)
     p.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
     p.add_argument(
@@ -159,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             conversations_per_bot=args.conversations_per_bot,
             long_text_rate=args.long_text_rate,
             long_text_bytes=args.long_text_bytes,
+            long_conversation_rate=args.long_conversation_rate,
+            long_conversation_hours=args.long_conversation_hours,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -241,6 +241,7 @@ class _Generator:
         *,
         long_text_rate: float = 0.0,
         long_text_bytes: int = 5000,
+        long_conversations: tuple[float, tuple[float, float]] = (0.0, (1.0, 72.0)),
     ) -> None:
         self.rng = random.Random(seed)
         # Undocumented fields draw from their own stream so that the rest of
@@ -258,6 +259,9 @@ class _Generator:
         if long_text_rate > 0:
             pool_rng = random.Random(f"{seed}:long-pool")
             self.forced_texts = tuple(_long_text(pool_rng, long_text_bytes) for _ in range(8))
+        # Long conversations too: the rest of the data does not depend on their rate.
+        self.long_conversation_rate, self.long_conversation_hours = long_conversations
+        self.crng = random.Random(f"{seed}:long-conversations")
 
     def new_id(self) -> str:
         while True:
@@ -279,6 +283,22 @@ class _Generator:
             else:  # someone wandered off
                 out.append(60_000 + int(rnd() * 540_000))
         return out
+
+    def stretch(self, times: list[int], end_ms: int) -> list[int]:
+        """Message times with, for a `long_conversation_rate` share of the conversations, a
+        pause of `long_conversation_hours` before one later message: the customer comes back
+        (persistence mode), an agent takes over. The conversation still ends before `end_ms`."""
+        if self.long_conversation_rate <= 0 or len(times) < 2:
+            return times
+        rng = self.crng
+        if rng.random() >= self.long_conversation_rate:
+            return times
+        low, high = self.long_conversation_hours
+        at = 1 + int(rng.random() * (len(times) - 1))
+        pause = min(int(rng.uniform(low, high) * _HOUR_MS), end_ms - 1 - times[-1])
+        if pause <= 0:
+            return times
+        return times[:at] + [t + pause for t in times[at:]]
 
     def text(self, locale: str, pool: dict[str, tuple[str, ...]]) -> str:
         r = self.rng.random()
@@ -485,6 +505,9 @@ class Dataset:
         self._messages: dict[str, list[Record]] = {b: [] for b in self.bots}
         self._by_conversation: dict[str, tuple[str, list[Record]]] = {}
         self._indexes: dict[tuple[str, str, str], tuple[list[int], list[Record]]] = {}
+        # Conversations as they were before their last message, by (_id, messages sent):
+        # kept, so that a view served twice is the same object.
+        self._views: dict[tuple[str, int], Record] = {}
         self._late = _Generator(f"late:{seed}", extra_field_rate, self._used_ids)
 
     # -- building -------------------------------------------------------
@@ -543,14 +566,18 @@ class Dataset:
             return sum(len(store[b]) for b in self._bots(bot))
 
     def conversations(
-        self, bot: str | None = None, *, time_format: str = "seconds"
+        self, bot: str | None = None, *, time_format: str = "seconds", as_of: float | None = None
     ) -> list[Record]:
-        """All conversations as served, ordered by bot, startTime and _id."""
-        return self._served("conversations", bot, time_format)
+        """All conversations as served, ordered by bot, startTime and _id; with `as_of`, as
+        they were at that moment (see `select`)."""
+        return self._served("conversations", bot, time_format, as_of)
 
-    def messages(self, bot: str | None = None, *, time_format: str = "seconds") -> list[Record]:
-        """All messages as served, ordered by bot, time and _id."""
-        return self._served("messages", bot, time_format)
+    def messages(
+        self, bot: str | None = None, *, time_format: str = "seconds", as_of: float | None = None
+    ) -> list[Record]:
+        """All messages as served, ordered by bot, time and _id; with `as_of`, only those
+        sent by then."""
+        return self._served("messages", bot, time_format, as_of)
 
     def ids(self, endpoint: str, bot: str | None = None) -> set[str]:
         """The `_id` of every record of an endpoint (one bot or all)."""
@@ -574,8 +601,14 @@ class Dataset:
         bounds: str = "[)",
         conversation_filter: str = "startTime",
         conversation_id: str | None = None,
+        as_of: float | None = None,
     ) -> list[Record]:
-        """Stored records in a window, ascending by filter time then _id."""
+        """Stored records in a window, ascending by filter time then _id.
+
+        With `as_of` (unix seconds), the archive as it was at that moment: nothing that
+        started or was sent later, and each conversation with the `lastActionAt` of its
+        last message sent by then, without the tag `resolved` until its last message.
+        The window then filters on those values."""
         if bounds not in BOUNDS:
             msg = f"unknown bounds {bounds!r}"
             raise ValueError(msg)
@@ -592,10 +625,15 @@ class Dataset:
             keys = [_ms(r["time"]) for r in records]
         else:
             keys, records = self._index(endpoint, bot, field)
+        if as_of is not None and endpoint == "conversations":
+            keys, records = self._views_by(bot, field, _ms(as_of))
         lo_ms, hi_ms = start_time * 1000, end_time * 1000
         lo = (bisect.bisect_left if bounds[0] == "[" else bisect.bisect_right)(keys, lo_ms)
         hi = (bisect.bisect_right if bounds[1] == "]" else bisect.bisect_left)(keys, hi_ms)
-        return records[lo:hi] if hi > lo else []
+        selected = records[lo:hi] if hi > lo else []
+        if as_of is not None and endpoint == "messages":
+            selected = [r for r in selected if _ms(r["time"]) <= _ms(as_of)]
+        return selected
 
     # -- internals ------------------------------------------------------
 
@@ -635,11 +673,45 @@ class Dataset:
                 self._indexes[key] = found
             return found
 
-    def _served(self, endpoint: str, bot: str | None, time_format: str) -> list[Record]:
+    def _view(self, conversation: Record, as_of_ms: int) -> Record | None:
+        """A conversation as it was at `as_of_ms`; None if it had not started."""
+        if _ms(conversation["startTime"]) > as_of_ms:
+            return None
+        messages = self._by_conversation[conversation["_id"]][1]
+        sent = sum(1 for m in messages if _ms(m["time"]) <= as_of_ms)
+        if sent == len(messages):
+            return conversation
+        key = (conversation["_id"], sent)
+        view = self._views.get(key)
+        if view is None:
+            last = messages[sent - 1]["time"] if sent else conversation["startTime"]
+            tags = [tag for tag in conversation["tags"] if tag != "resolved"]
+            view = self._views[key] = {**conversation, "lastActionAt": last, "tags": tags}
+        return view
+
+    def _views_by(self, bot: str, field: str, as_of_ms: int) -> tuple[list[int], list[Record]]:
+        """Conversations of a bot as they were at `as_of_ms`, sorted by `field` then _id."""
+        with self._lock:
+            keys, records = self._index("conversations", bot, "startTime")
+            started = records[: bisect.bisect_right(keys, as_of_ms)]
+            views = [v for r in started if (v := self._view(r, as_of_ms)) is not None]
+        pairs = sorted(((_ms(v[field]), v["_id"], v) for v in views), key=lambda p: (p[0], p[1]))
+        return [p[0] for p in pairs], [p[2] for p in pairs]
+
+    def _served(
+        self, endpoint: str, bot: str | None, time_format: str, as_of: float | None = None
+    ) -> list[Record]:
         field = "time" if endpoint == "messages" else "startTime"
         out: list[Record] = []
         for name in self._bots(bot):
-            records = self._index(endpoint, name, field)[1]
+            if as_of is None:
+                records = self._index(endpoint, name, field)[1]
+            elif endpoint == "conversations":
+                records = self._views_by(name, field, _ms(as_of))[1]
+            else:
+                records = [
+                    r for r in self._index(endpoint, name, field)[1] if _ms(r["time"]) <= _ms(as_of)
+                ]
             out.extend(_served_copy(endpoint, r, time_format) for r in records)
         return out
 
@@ -657,6 +729,8 @@ def generate_dataset(
     conversations_per_bot: Sequence[int] | None = None,
     long_text_rate: float = 0.0,
     long_text_bytes: int = 5000,
+    long_conversation_rate: float = 0.0,
+    long_conversation_hours: tuple[float, float] = (1.0, 72.0),
 ) -> Dataset:
     """Generate a deterministic dataset.
 
@@ -677,6 +751,11 @@ def generate_dataset(
     - `long_text_rate`: the fraction of messages that carry a long text of about
       `long_text_bytes` bytes (UTF-8): as `userInput` (typed) of a user's message, else
       as `outMsg` or the `text` of an `outMsg` object.
+    - `long_conversation_rate`: the fraction of conversations (of two messages or more) that
+      pause for `long_conversation_hours` (a uniform draw between MIN and MAX hours) before
+      one later message, so that they last hours to days: their `lastActionAt` is that much
+      after their `startTime`. Seen through `Dataset.select(as_of=...)`, such a conversation
+      changes while it lasts.
     """
     low, high = messages_per_conversation
     if days < 1 or conversations_per_day < 0 or not 1 <= low <= high:
@@ -693,6 +772,10 @@ def generate_dataset(
     if not 0.0 <= long_text_rate <= 1.0 or long_text_bytes < 1:
         msg = "long_text_rate must be within [0, 1] and long_text_bytes >= 1"
         raise ValueError(msg)
+    shortest, longest = long_conversation_hours
+    if not 0.0 <= long_conversation_rate <= 1.0 or not 0 < shortest <= longest:
+        msg = "long_conversation_rate must be within [0, 1] and 0 < min <= max hours"
+        raise ValueError(msg)
     data = Dataset(bots=bots, start=start, days=days, seed=seed,
                    extra_field_rate=extra_field_rate)  # fmt: skip
     gen = _Generator(
@@ -701,6 +784,7 @@ def generate_dataset(
         data._used_ids,
         long_text_rate=long_text_rate,
         long_text_bytes=long_text_bytes,
+        long_conversations=(long_conversation_rate, long_conversation_hours),
     )
     rng = gen.rng
     start_ms, end_ms = data.start * 1000, data.end * 1000
@@ -727,6 +811,7 @@ def generate_dataset(
         for (bot, on_boundary), hour in zip(slots, hours, strict=True):
             first_ms = day_ms if on_boundary else day_ms + hour * _HOUR_MS
             times = _conversation_times(gen, first_ms, on_boundary, (low, high), (start_ms, end_ms))
+            times = gen.stretch(times, end_ms)
             conv, messages = gen.conversation(bot_locale[bot], times[0], times)
             data._store(bot, conv, messages)
     return data

@@ -87,6 +87,10 @@ class SimulatorOptions:
     # Where the answer carries the cursor: a top-level key, a dotted path to a nested one
     # ("pagination.cursor"), or "none": no cursor at all, only the first page of a query.
     cursor_key: str = "cursor"
+    # The archive as it was at this moment (unix seconds): nothing later is served, and each
+    # conversation is served as it was then (see Dataset.select). Moved forward between runs,
+    # it shows conversations that change after they are first exported.
+    as_of: float | None = None
     seed: int = 0  # seeds the fault draw and the random order
 
     def __post_init__(self) -> None:
@@ -118,6 +122,7 @@ class SimulatorOptions:
                 bool(self.cursor_key) and all(self.cursor_key.split(".")),
                 "cursor_key must be a key, a dotted path or 'none'",
             ),
+            (self.as_of is None or self.as_of >= 0, "as_of must be unix seconds >= 0"),
             (
                 not (self.cursor_key == NO_CURSOR and self.empty_pages),
                 "empty_pages needs a cursor: without one nothing follows an empty page",
@@ -454,7 +459,7 @@ class Simulator:
         signature = query.signature
         key = (
             signature, opts.bounds, opts.conversation_filter, opts.order,
-            opts.seed, opts.cut_window_seconds, self.dataset.version,
+            opts.seed, opts.cut_window_seconds, opts.as_of, self.dataset.version,
         )  # fmt: skip
         with self._lock:
             found = self._orders.get(key)
@@ -472,6 +477,7 @@ class Simulator:
             bounds=opts.bounds,
             conversation_filter=opts.conversation_filter,
             conversation_id=query.conversation_id,
+            as_of=opts.as_of,
         )
         if opts.order == "desc":
             records.reverse()
