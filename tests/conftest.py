@@ -64,6 +64,20 @@ class TapRun:
         return self.states[-1]
 
 
+def assert_windows_cover(pages: list[dict[str, str]], start: int, end: int) -> None:
+    """The windows asked (first pages), each one second early, cover ``start`` to ``end``
+    without a gap. They may overlap: a dense window is asked again as pieces, and a long one
+    is checked by asking its last part on its own."""
+    assert pages, "no request"
+    bounds = sorted((int(p["start_time"]) + 1, int(p["end_time"])) for p in pages)
+    assert bounds[0][0] == start
+    reached = bounds[0][1]
+    for piece_start, piece_end in bounds[1:]:
+        assert piece_start <= reached, (piece_start, reached)
+        reached = max(reached, piece_end)
+    assert reached == end
+
+
 def bookmark(state: dict[str, Any], stream: str, bot: str) -> str | None:
     """The bookmark of one bot and stream in a state, or None."""
     for partition in state.get("bookmarks", {}).get(stream, {}).get("partitions", []):

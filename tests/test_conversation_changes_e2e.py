@@ -18,7 +18,16 @@ import pytest
 from tap_deepconverse.conversation_changes import LEARNT_REREAD_CAP_DAYS
 from tap_deepconverse.simulator import Dataset, Simulator, SimulatorOptions, generate_dataset
 from tap_deepconverse.timestamps import parse_timestamp
-from tests.conftest import DAY, START, TapRun, TapRunner, config_for, conversations_seen, iso
+from tests.conftest import (
+    DAY,
+    START,
+    TapRun,
+    TapRunner,
+    assert_windows_cover,
+    config_for,
+    conversations_seen,
+    iso,
+)
 
 HOUR = 3600
 LOOKBACK = HOUR  # the default lookback_minutes
@@ -111,12 +120,8 @@ def open_seconds(records: list[dict[str, Any]]) -> int:
 
 
 def assert_windows_tile(pages: list[dict[str, str]], start: int, end: int) -> None:
-    """Windows from `start` to `end` without gap or overlap, each asked one second early."""
-    assert pages, "no request"
-    bounds = [(int(p["start_time"]) + 1, int(p["end_time"])) for p in pages]
-    assert bounds[0][0] == start
-    assert all(a[1] == b[0] for a, b in itertools.pairwise(bounds))
-    assert bounds[-1][1] == end
+    """Windows from `start` to `end` without a gap, each asked one second early."""
+    assert_windows_cover(pages, start, end)
     assert {p["per_page"] for p in pages} == {str(FAST["page_size"])}
 
 

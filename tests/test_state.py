@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tap_deepconverse.simulator import Simulator, SimulatorOptions, generate_dataset
-from tests.conftest import DAY, START, TapRunner, bookmark, config_for
+from tests.conftest import DAY, START, TapRunner, assert_windows_cover, bookmark, config_for
 
 FAST = {"requests_per_second": 100, "page_size": 40}
 HOUR = 3600
@@ -58,12 +58,7 @@ def test_seeded_state_gives_the_exact_request_parameters(
     }
     # Later windows are sized to the data (a dense one is asked again as pieces); together
     # they cover the rest of the range without a gap.
-    bounds = sorted((int(p["start_time"]) + 1, int(p["end_time"])) for p in first_pages)
-    reached = bounds[0][1]
-    for start, end in bounds[1:]:
-        assert start <= reached, (start, reached)
-        reached = max(reached, end)
-    assert reached == START + 3 * DAY
+    assert_windows_cover(first_pages, resume, START + 3 * DAY)
     # The bot without a bookmark starts at start_date.
     starts_b = [int(p["start_time"]) for p in requests_of(fast_simulator, "messages", bot_b)]
     assert min(starts_b) == START - 1
