@@ -293,19 +293,22 @@ class WindowFetcher:
         complete = self.endpoint.complete_length()
         covered = max(complete, reach.span(window))
         if reach.latest is not None:
-            self.readings.shown_complete(self.stream_name, reach.span(window))
+            self.readings.shown_complete(reach.span(window))
         if window.start + covered >= window.end:
             return None
         tail = Window(window.start + covered, window.end)
+        # A request or two: an answer with records shows where it stopped, so its tail is
+        # checked in halves; an empty one shows nothing, and gets one request.
+        halves_of = tail.length if reach.latest is None else math.ceil(tail.length / 2)
         missing = 0
-        for piece in pieces_within(tail, max(complete, math.ceil(tail.length / 2))):
+        for piece in pieces_within(tail, max(complete, halves_of)):
             for query in self.queries(job.bot, piece):
                 for page in self.query_pages(query):
                     missing += sum(1 for rid in _ids(page) if rid not in reach.ids)
         if not missing:
             return None
         cut = covered
-        self.readings.found_cut(self.stream_name, cut)
+        self.readings.found_cut(cut)
         if self.readings.first_time(f"cut:{self.stream_name}"):
             self.logger.warning(
                 "%s: the Export API answered a window of %s only in part (status 200): %d "

@@ -64,6 +64,8 @@ class ApiReadings:
         self.split_seen = False  # a full page came with no cursor to follow
         self.page_size_served = 0  # the most records seen in one page
         self._warned: set[str] = set()
+        self._shown = 0  # the longest window an answer of this run was seen to reach
+        self._cut: int | None = None
 
     def remember(self, windows: Mapping[str, int]) -> None:
         """What earlier runs showed complete, per endpoint (read from the state)."""
@@ -78,9 +80,12 @@ class ApiReadings:
         with self._lock:
             found = self._endpoints.get(name)
             if found is None:
-                found = self._endpoints[name] = EndpointReadings(
-                    self._trusted, self._remembered.get(name, 0), self._accepted
-                )
+                remembered = max(self._remembered.get(name, 0), self._shown)
+                found = EndpointReadings(self._trusted, remembered, self._accepted)
+                found.cut = self._cut
+                if self._cut is not None:
+                    found.complete = min(found.complete, self._cut)
+                self._endpoints[name] = found
             return found
 
     @property
@@ -115,19 +120,24 @@ class ApiReadings:
             self._warned.add(warning)
             return first
 
-    def shown_complete(self, endpoint: str, length: int) -> None:
+    def shown_complete(self, length: int) -> None:
         """An answer held a record ``length`` seconds into its window: the API answers
-        windows at least that long completely (when it cuts, it keeps the first days)."""
-        readings = self.endpoint(endpoint)
+        windows at least that long completely (when it cuts, it keeps the first days). One
+        API: what either endpoint shows holds for both."""
         with self._lock:
-            if readings.cut is None or length <= readings.cut:
-                readings.complete = max(readings.complete, length)
+            self._shown = max(self._shown, length)
+            for readings in self._endpoints.values():
+                if readings.cut is None or length <= readings.cut:
+                    readings.complete = max(readings.complete, length)
 
-    def found_cut(self, endpoint: str, length: int) -> None:
-        readings = self.endpoint(endpoint)
+    def found_cut(self, length: int) -> None:
+        """Windows longer than ``length`` came back cut: on either endpoint, windows are at
+        most that long from now on (a cut on one endpoint makes the other's suspect)."""
         with self._lock:
-            readings.cut = length if readings.cut is None else min(readings.cut, length)
-            readings.complete = min(readings.complete, readings.cut)
+            self._cut = length if self._cut is None else min(self._cut, length)
+            for readings in self._endpoints.values():
+                readings.cut = self._cut
+                readings.complete = min(readings.complete, self._cut)
 
     def complete_length(self, endpoint: str) -> int:
         return self.endpoint(endpoint).complete_length()

@@ -144,7 +144,12 @@ def test_what_a_run_learnt_is_remembered_and_spares_the_next_run_its_checks(
 ) -> None:
     dataset = generate_dataset(seed=5, days=40, conversations_per_day=3)
     with Simulator(dataset, SimulatorOptions(rate_limit=None)) as sim:
-        config = config_for(sim, requests_per_second=200, end_date="2025-02-01T00:00:00Z")
+        config = config_for(
+            sim,
+            requests_per_second=200,
+            end_date="2025-02-01T00:00:00Z",
+            conversation_reread_days=0,  # the lookback alone, for both streams
+        )
         first = tap.run(config)
         assert first.exit_code == 0
         partitions = first.final_state["bookmarks"]["messages"]["partitions"]
