@@ -67,10 +67,12 @@ PAGES_PER_WINDOW = 4  # records per window aimed at, in pages, while the cursor 
 # a whole number of pages costs a request for a few records.
 WHOLE_PAGES_MARGIN = 0.9
 SPLIT_TARGET_FRACTION = 0.5  # ... and in pages when it is not: stay well under a full page
-# A window is at most this many times longer than the last one that reported: growth is
-# earned step by step (a day, then 8 days, then a month), as an empty window says little
-# about the range after it.
-MAX_GROWTH = 8
+# A window is at most this many times longer than the last one that reported: records give
+# a density to go by (a window that turns out dense costs one request: it is cut into
+# pieces), while an empty window says little about the range after it, so growth after one
+# is earned step by step (a day, then 8 days, then a month).
+MAX_GROWTH = 64
+MAX_GROWTH_EMPTY = 8
 # A window at most this much longer than the longest shown complete is cut to that length.
 NEAR_COMPLETE = 0.9
 MIN_WINDOW_SECONDS = 60
@@ -96,11 +98,13 @@ def next_length(
 ) -> int:
     """The next window's length, from how many records a finished window of
     ``observed_seconds`` held: the length that would hold ``target_records`` at that density,
-    growing by at most ``MAX_GROWTH`` (a light window may be luck) and shrinking at once.
+    growing by at most ``MAX_GROWTH`` (``MAX_GROWTH_EMPTY`` after an empty window) and
+    shrinking at once.
     One record is added to the count so that an empty window grows by a bounded factor."""
     density = (observed_records + 1) / max(observed_seconds, 1)
     wanted = int(target_records / density)
-    return max(shortest, min(longest, wanted, length * MAX_GROWTH))
+    growth = MAX_GROWTH if observed_records else MAX_GROWTH_EMPTY
+    return max(shortest, min(longest, wanted, length * growth))
 
 
 class WindowPlanner:

@@ -91,11 +91,13 @@ def test_halves_tile_the_window() -> None:
 
 def test_next_length_grows_by_a_bounded_factor_and_shrinks_at_once() -> None:
     bounds = {"target_records": 4000, "shortest": 60, "longest": 31 * DAY}
-    # Light: one record a day allows thousands of days, but growth is earned step by step.
-    assert next_length(DAY, observed_seconds=DAY, observed_records=1, **bounds) == 8 * DAY
-    assert next_length(8 * DAY, observed_seconds=8 * DAY, observed_records=1, **bounds) == 31 * DAY
-    # A short window grows by a bounded factor: its count says little.
+    # Light: one record a day allows thousands of days, but never beyond the longest window.
+    assert next_length(DAY, observed_seconds=DAY, observed_records=1, **bounds) == 31 * DAY
+    # An empty window says little: growth after one is earned step by step.
+    assert next_length(DAY, observed_seconds=DAY, observed_records=0, **bounds) == 8 * DAY
     assert next_length(600, observed_seconds=600, observed_records=0, **bounds) == 8 * 600
+    # A short window with records grows by a bounded factor too.
+    assert next_length(600, observed_seconds=600, observed_records=1, **bounds) == 64 * 600
     # Dense: 40,000 records a day means a tenth of a day holds the target.
     dense = next_length(DAY, observed_seconds=DAY, observed_records=39_999, **bounds)
     assert dense == DAY // 10
