@@ -309,6 +309,16 @@ class LimitedSession(requests.Session):
         self.limiter.acquire()
         return super().send(request, **kwargs)
 
+    def resolve_redirects(
+        self,
+        *args: Any,  # noqa: ARG002, ANN401 - requests'
+        **kwargs: Any,  # noqa: ARG002, ANN401
+    ) -> Generator[requests.Response, None, None]:
+        """Nothing: redirects are the client's to follow, after checking where they point.
+        (Even with ``allow_redirects=False``, requests would read a redirect's whole body
+        and parse its ``Location`` here.)"""
+        yield from ()
+
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delay-seconds or HTTP-date), capped."""
