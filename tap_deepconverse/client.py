@@ -800,7 +800,8 @@ class ExportClient:
             if size > limit or response.raw.tell() > limit:
                 if error:
                     break
-                inflated = "once inflated, " if size > response.raw.tell() else ""
+                compressed = response.headers.get("Content-Encoding", "identity") != "identity"
+                inflated = "once inflated, " if compressed and size > limit else ""
                 raise self._too_large(query, f"{inflated}it passed {limit:,} bytes")
         body = b"".join(chunks)
         return body[:limit] if error else body

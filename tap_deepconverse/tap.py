@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from types import FrameType
 from typing import IO, Any
 from urllib.parse import urlsplit
@@ -275,7 +276,8 @@ def _partition_problems(name: str, stream: Stream, partition: object) -> list[st
     if value is not None:
         problem = _bookmark_problem(value)
         if problem:
-            return [f"{where} has a bookmark that is {problem}: {value!r}"]
+            shown = value if isinstance(value, Decimal) else repr(value)  # JSON numbers load so
+            return [f"{where} has a bookmark that is {problem}: {shown}"]
     return []
 
 
@@ -283,6 +285,9 @@ def _bookmark_problem(value: object) -> str | None:
     """Why a bookmark is not one this tap writes (an RFC 3339 date-time string), or None.
     A number is refused rather than read as Unix seconds: no run of this tap writes one,
     and seconds or milliseconds cannot be told apart for sure."""
+    number = "a number, not a date-time (e.g. 2025-01-02T00:00:00Z)"
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        return number
     if not isinstance(value, str):
         return "not a date-time string"
     try:
@@ -290,7 +295,7 @@ def _bookmark_problem(value: object) -> str | None:
     except ValueError:
         pass
     else:
-        return "a number, not a date-time (e.g. 2025-01-02T00:00:00Z)"
+        return number
     try:
         parse_timestamp(value)
     except TimestampError:
