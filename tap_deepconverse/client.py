@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import datetime
 import email.utils
+import heapq
+import itertools
 import logging
 import math
 import random
@@ -213,7 +215,7 @@ class Deadline:
         self.seconds = seconds
         self.expired = False
         self._connection: HTTPConnection | None = None
-        self._timer: threading.Timer | None = None
+        self._watched = False
         self._done = False
 
     def attach(self, connection: HTTPConnection) -> None:
@@ -222,12 +224,13 @@ class Deadline:
         with self._owners_lock:
             self._connection = connection
             _owners[id(connection)] = self
-            if self._timer is None and not self._done:
-                self._timer = threading.Timer(self.seconds, self._expire)
-                self._timer.daemon = True
-                self._timer.start()
+            start = not self._watched
+            self._watched = True
+        if start:
+            _WATCHDOG.watch(self, time.monotonic() + self.seconds)
 
-    def _expire(self) -> None:
+    def expire(self) -> None:
+        """The time is up (called by the watchdog; nothing once the request is done)."""
         with self._owners_lock:
             connection = self._connection
             if self._done or connection is None or _owners.get(id(connection)) is not self:
@@ -243,10 +246,38 @@ class Deadline:
             self._done = True
             if self._connection is not None and _owners.get(id(self._connection)) is self:
                 del _owners[id(self._connection)]
-        if self._timer is not None:
-            self._timer.cancel()
 
 
+class _Watchdog:
+    """One thread for every deadline of the process: starting a timer thread per request
+    would hold the requesting thread up right after the rate limiter let it go."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._due: list[tuple[float, int, Deadline]] = []
+        self._count = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, deadline: Deadline, at: float) -> None:
+        with self._changed:
+            heapq.heappush(self._due, (at, next(self._count), deadline))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="deadlines", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                now = time.monotonic()
+                while not self._due or self._due[0][0] > now:
+                    self._changed.wait(self._due[0][0] - now if self._due else None)
+                    now = time.monotonic()
+                _, _, deadline = heapq.heappop(self._due)
+            deadline.expire()
+
+
+_WATCHDOG = _Watchdog()
 _owners: dict[int, Deadline] = {}
 _current = threading.local()  # the deadline of the request this thread is making
 
