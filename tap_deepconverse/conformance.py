@@ -56,11 +56,25 @@ def field_checks(properties: Mapping[str, Any], names: Iterable[str]) -> tuple[F
     return tuple(checks)
 
 
-def fits(value: object, check: FieldCheck) -> bool:
-    """Whether ``value`` is allowed by ``check``."""
-    if type(value) not in check.types:
-        return False
-    item_types = check.item_types
-    if item_types is None or type(value) is not list:
-        return True
-    return all(type(item) in item_types for item in value)
+_ABSENT = object()  # a field the record does not have (no field value is this object)
+
+
+def misfits(record: Mapping[str, object], checks: tuple[FieldCheck, ...]) -> list[str] | None:
+    """The checked fields of ``record`` whose value the schema does not allow, or None.
+    Runs for every record: one lookup and one type test per field in the common case."""
+    found: list[str] | None = None
+    for name, types, item_types in checks:
+        value = record.get(name, _ABSENT)
+        if type(value) in types:
+            if (
+                item_types is None
+                or type(value) is not list
+                or item_types.issuperset(map(type, value))
+            ):
+                continue
+        elif value is _ABSENT:
+            continue
+        if found is None:
+            found = []
+        found.append(name)
+    return found

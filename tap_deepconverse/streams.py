@@ -26,7 +26,7 @@ from singer_sdk.helpers.types import Context
 from singer_sdk.singerlib import RecordMessage
 
 from tap_deepconverse.client import MEGABYTE, Counters, ExportClient, Page, Query
-from tap_deepconverse.conformance import FieldCheck, field_checks, fits
+from tap_deepconverse.conformance import FieldCheck, field_checks, misfits
 from tap_deepconverse.errors import DeepConverseError, UnreadableRecordError
 from tap_deepconverse.fetching import BUFFER_BUDGET, DAY_SECONDS, WindowFetcher, WindowSource
 from tap_deepconverse.prefetch import Pipeline
@@ -466,12 +466,13 @@ class ExportStream(Stream):
                 raw[EXTRA_FIELD] = moved
             else:
                 tally.undeclared.update(moved.keys())
-        for check in rules.checks:
-            if check.name in raw and not fits(raw[check.name], check):
-                value = raw.pop(check.name)
+        wrong = misfits(raw, rules.checks)
+        if wrong:
+            for name in wrong:
+                value = raw.pop(name)
                 if rules.keeps_extra:
-                    raw.setdefault(EXTRA_FIELD, {})[check.name] = value
-                tally.misfits[check.name] += 1
+                    raw.setdefault(EXTRA_FIELD, {})[name] = value
+            tally.misfits.update(wrong)
         for key in self.json_text_fields:
             value = raw.get(key)
             if value is not None:
