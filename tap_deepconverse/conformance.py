@@ -20,6 +20,7 @@ _JSON_TYPES: dict[str, tuple[type, ...]] = {
     "array": (list,),
     "null": (type(None),),
 }
+_ANY = frozenset(kind for kinds in _JSON_TYPES.values() for kind in kinds)
 
 
 def python_types(schema: Mapping[str, Any]) -> frozenset[type] | None:
@@ -29,9 +30,10 @@ def python_types(schema: Mapping[str, Any]) -> frozenset[type] | None:
     if declared is None:
         return None
     names = [declared] if isinstance(declared, str) else list(declared)
-    if set(_JSON_TYPES) <= set(names) or any(name not in _JSON_TYPES for name in names):
+    if any(name not in _JSON_TYPES for name in names):
         return None
-    return frozenset(kind for name in names for kind in _JSON_TYPES[name])
+    allowed = frozenset(kind for name in names for kind in _JSON_TYPES[name])
+    return None if allowed == _ANY else allowed
 
 
 class FieldCheck(NamedTuple):
