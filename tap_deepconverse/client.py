@@ -676,6 +676,14 @@ class ExportClient:
             seen.add(page.cursor)
             outline = _outline(page)
             barren = barren + 1 if outline is None or outline == previous else 0
+            if barren == MAX_PAGES_WITHOUT_RECORDS // 5:
+                self.logger.warning(
+                    "The Export API sent %d pages in a row with no new record while paging %s; "
+                    "following its cursor on, up to %d such pages.",
+                    barren,
+                    query.describe(),
+                    MAX_PAGES_WITHOUT_RECORDS,
+                )
             if barren >= MAX_PAGES_WITHOUT_RECORDS:
                 raise PaginationError(
                     f"The Export API sent {barren} pages in a row with no new record, each "
