@@ -224,19 +224,28 @@ class Deadline:
         with self._owners_lock:
             self._connection = connection
             _owners[id(connection)] = self
-            start = not self._watched
+        self.start()
+
+    def start(self) -> None:
+        """Start the clock, if it is not running yet. Also called once the answer's headers
+        are in, for connections that do not report (a SOCKS proxy's): the body is then
+        checked against the deadline between reads."""
+        with self._owners_lock:
+            if self._watched:
+                return
             self._watched = True
-        if start:
-            _WATCHDOG.watch(self, time.monotonic() + self.seconds)
+        _WATCHDOG.watch(self, time.monotonic() + self.seconds)
 
     def expire(self) -> None:
         """The time is up (called by the watchdog; nothing once the request is done)."""
         with self._owners_lock:
+            if self._done:
+                return
             connection = self._connection
-            if self._done or connection is None or _owners.get(id(connection)) is not self:
-                return  # finished, or the connection already serves another request
+            if connection is not None and _owners.get(id(connection)) is not self:
+                return  # the connection already serves another request
             self.expired = True
-            sock = connection.sock
+            sock = connection.sock if connection is not None else None
         if sock is not None:
             with suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
@@ -728,6 +737,7 @@ class ExportClient:
         _current.deadline = deadline
         try:
             response = self._follow_redirects(query, params)
+            deadline.start()
             with response:
                 return self._answer(query, params, response, deadline)
         except (requests.RequestException, OSError) as exc:
