@@ -139,7 +139,7 @@ def redirect_problem(api: Origin, location: str) -> str | None:
     except ValueError:
         scheme = location.partition(":")[0].lower() if ":" in location else ""
         if scheme.isalpha() and scheme not in ("http", "https"):
-            return f"a {scheme} URL, not http(s)"
+            return f"a URL of scheme {scheme!r}, not http(s)"
         return "a malformed URL"
     if api.scheme == "https" and target.scheme == "http":
         return "plain http, where the key would travel in clear"

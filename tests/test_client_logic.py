@@ -121,7 +121,7 @@ API = Origin.of("https://api.converseapps.com")
         ("https://evil.example.com/export", "another scheme, host or port"),
         ("https://api.converseapps.com:8443/export", "another scheme, host or port"),
         ("http://api.converseapps.com/export", "plain http"),
-        ("ftp://api.converseapps.com/export", "ftp URL"),
+        ("ftp://api.converseapps.com/export", "of scheme 'ftp'"),
         ("http://[::1/export", "malformed"),
         ("https://api.converseapps.com:99999/x", "malformed"),
         ("//", "malformed"),

@@ -81,7 +81,7 @@ def test_a_redirect_on_the_api_itself_is_followed(tap: TapRunner, small_dataset:
     ("kind", "expected"),
     [
         ("redirect-other-host", "another scheme, host or port"),
-        ("redirect-ftp", "ftp URL, not http(s)"),
+        ("redirect-ftp", "of scheme 'ftp', not http(s)"),
         ("redirect-malformed", "a malformed URL"),
         ("redirect-loop", "a redirect loop"),
         ("redirect-no-location", "without saying where to"),
