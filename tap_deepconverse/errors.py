@@ -39,7 +39,7 @@ class AnswerTooLargeError(DeepConverseError):
     """An answer is larger than ``max_answer_mb``, as sent or once inflated."""
 
 
-class UnreadableRecordError(DeepConverseError):
+class RecordTooDeepError(DeepConverseError):
     """A record was decoded but cannot be written (nested too deep)."""
 
 

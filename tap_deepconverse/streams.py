@@ -27,7 +27,7 @@ from singer_sdk.singerlib import RecordMessage
 
 from tap_deepconverse.client import MEGABYTE, Counters, ExportClient, Page, Query
 from tap_deepconverse.conformance import FieldCheck, field_checks, misfits
-from tap_deepconverse.errors import DeepConverseError, UnreadableRecordError
+from tap_deepconverse.errors import DeepConverseError, RecordTooDeepError
 from tap_deepconverse.fetching import BUFFER_BUDGET, DAY_SECONDS, WindowFetcher, WindowSource
 from tap_deepconverse.prefetch import Pipeline
 from tap_deepconverse.timestamps import (
@@ -427,8 +427,8 @@ class ExportStream(Stream):
                 tally.repaired,
             )
 
-    def too_deep(self) -> UnreadableRecordError:
-        return UnreadableRecordError(
+    def too_deep(self) -> RecordTooDeepError:
+        return RecordTooDeepError(
             f"A record of {self.name}, window {_window_text(self.current_window)}, is nested "
             "too deep to be written; stopping. Please report the answer's shape."
         )
