@@ -42,7 +42,7 @@ from typing import Any
 
 import msgspec
 
-from tap_deepconverse.client import Counters, ExportClient, Query
+from tap_deepconverse.client import MEGABYTE, Counters, ExportClient, Query
 from tap_deepconverse.conversation_changes import Seen, evidence, filter_reading
 from tap_deepconverse.diagnose_report import (
     Answer,
@@ -139,7 +139,7 @@ class Prober:
             params["cursor"] = cursor
         page = self.client.fetch(Query(self.endpoint, bot, params, Window(start, end)), params)
         document = msgspec.json.decode(page.body)
-        records = [r for r in page.records() if isinstance(r, dict)]
+        records = [r for r in page.records().items if isinstance(r, dict)]
         for record in records:
             self.findings.saw_times(record)
             if isinstance(record.get("_id"), str):
@@ -503,6 +503,7 @@ def client_for(
         requests_per_second=float(config["requests_per_second"]),
         max_retries=int(config["max_retries"]),
         timeout=float(config["request_timeout"]),
+        max_answer_bytes=int(config["max_answer_mb"]) * MEGABYTE,
         pool_size=1,
         counters=Counters(),
         logger=logger,

@@ -26,7 +26,21 @@ class ApiUnavailableError(DeepConverseError):
 
 
 class PaginationError(DeepConverseError):
-    """The API sent a cursor it had already sent for the same window."""
+    """The API's cursor cannot be followed to an end: sent twice for the same window, of a
+    type that cannot be sent back, or leading on and on to pages with nothing new."""
+
+
+class RedirectRefusedError(DeepConverseError):
+    """The API redirected elsewhere than its own scheme, host and port, in a loop, or to no
+    valid place: the key is not sent there."""
+
+
+class AnswerTooLargeError(DeepConverseError):
+    """An answer is larger than ``max_answer_mb``, as sent or once inflated."""
+
+
+class RecordTooDeepError(DeepConverseError):
+    """A record was decoded but cannot be written (nested too deep)."""
 
 
 class IncompleteWindowError(DeepConverseError):

@@ -124,8 +124,8 @@ class AnswerReach:
         self.ids: set[str] = set()
         self.latest: int | None = None
 
-    def add(self, page: Page) -> None:
-        for record in page.records():
+    def add(self, records: Iterable[object]) -> None:
+        for record in records:
             if not isinstance(record, dict):
                 continue
             if isinstance(record.get("_id"), str):
@@ -193,7 +193,7 @@ class WindowFetcher:
                 dense = True
                 self.source.note_dense(job)
             if reach is not None:
-                reach.add(page)
+                reach.add(self.client.records(page).items)
             if len(queries) == 1 and page.cursor is not None:
                 served.extend(self.page_times(page))
             yield page
@@ -325,7 +325,8 @@ class WindowFetcher:
 
     def page_times(self, page: Page) -> list[int]:
         """The times of a page's records, in the order served."""
-        times = (self.record_time(r) for r in page.records() if isinstance(r, dict))
+        records = self.client.records(page).items
+        times = (self.record_time(r) for r in records if isinstance(r, dict))
         return [t for t in times if t is not None]
 
     def record_time(self, record: dict[str, object]) -> int | None:

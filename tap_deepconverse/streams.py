@@ -10,21 +10,27 @@ out in window order, so a STATE message never claims a window whose records are 
 from __future__ import annotations
 
 import datetime
+import logging
 import math
+import sys
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 import msgspec
 from singer_sdk import Stream
 from singer_sdk import typing as th
+from singer_sdk.exceptions import AbortedSyncExceptionBase
 from singer_sdk.helpers.types import Context
 from singer_sdk.singerlib import RecordMessage
 
-from tap_deepconverse.client import Counters, ExportClient, Page, Query
+from tap_deepconverse.client import MEGABYTE, Counters, ExportClient, Page, Query
+from tap_deepconverse.conformance import FieldCheck, field_checks, misfits
 from tap_deepconverse.conversation_changes import STATE_KEY as CHANGES_STATE_KEY
 from tap_deepconverse.conversation_changes import ConversationWatch, Note, seen_in
+from tap_deepconverse.errors import DeepConverseError, RecordTooDeepError
 from tap_deepconverse.fetching import WindowFetcher, WindowJob, WindowSource, WindowSplit
 from tap_deepconverse.prefetch import ByteBudget, Pipeline
 from tap_deepconverse.readings import DAY_SECONDS, ApiReadings
@@ -73,6 +79,10 @@ EXTRA_PROPERTY = th.Property(
 BOT_PROPERTY = th.Property(
     "bot_name", th.StringType, required=True, description="The bot (name or id) exported."
 )
+# What the SDK logs at ERROR when a stream's sync raises (Stream.sync, singer-sdk 0.54).
+SDK_SYNC_FAILED = "An unhandled error occurred while syncing '%s'"
+# Errors that end a run with a line of their own: the SDK's line before it would add nothing.
+EXPLAINED_STOPS = (DeepConverseError, AbortedSyncExceptionBase)
 
 
 def any_json(description: str) -> dict[str, Any]:
@@ -126,8 +136,39 @@ class ExportStream(Stream):
         return Counters()
 
     @cached_property
-    def known_fields(self) -> frozenset[str]:
-        return frozenset(self.schema["properties"]) - {EXTRA_FIELD, "bot_name"}
+    def time_key(self) -> str:
+        """The stream's time, by which copies of a record are told apart: its replication key."""
+        assert self.replication_key is not None
+        return self.replication_key
+
+    @cached_property
+    def rules(self) -> RecordRules:
+        """What records may hold, from this run's schema (the catalog's, if one was given):
+        made at the first record, after the catalog was applied."""
+        properties: dict[str, Any] = self.effective_schema["properties"]
+        mask = self.mask
+        declared = frozenset(properties) - {EXTRA_FIELD, "bot_name"}
+        checked = [
+            name
+            for name in properties
+            if name in declared
+            and name != "_id"
+            and name not in self.time_fields
+            and name not in self.json_text_fields
+            and mask.get(("properties", name), True)  # deselected fields are dropped anyway
+        ]
+        return RecordRules(
+            declared=declared,
+            keeps_extra=EXTRA_FIELD in properties and mask.get(("properties", EXTRA_FIELD), True),
+            checks=field_checks(properties, checked),
+        )
+
+    def log(self, message: str, *args: Any, level: int = logging.INFO, **kwargs: Any) -> None:  # noqa: ANN401 - the SDK's
+        """The SDK's stream log, without the ERROR line the SDK writes when a sync raises an
+        error this tap explains in a line of its own (or the abort that ends ``--test``)."""
+        if message == SDK_SYNC_FAILED and isinstance(sys.exc_info()[1], EXPLAINED_STOPS):
+            return
+        super().log(message, *args, level=level, **kwargs)
 
     @cached_property
     def client(self) -> ExportClient:
@@ -139,6 +180,7 @@ class ExportStream(Stream):
             requests_per_second=float(config["requests_per_second"]),
             max_retries=int(config["max_retries"]),
             timeout=float(config["request_timeout"]),
+            max_answer_bytes=int(config["max_answer_mb"]) * MEGABYTE,
             pool_size=int(config["max_parallel_windows"]),
             counters=self.counters,
             logger=self.logger,
@@ -149,6 +191,7 @@ class ExportStream(Stream):
         return [{"bot_name": bot} for bot in self.config["bot_names"]]
 
     page_fetched_at: datetime.datetime = EPOCH  # time_extracted of the records being emitted
+    current_window: Window = Window(0, 1)  # the window whose records are being emitted
 
     def generate_child_contexts(
         self,
@@ -174,19 +217,37 @@ class ExportStream(Stream):
     # Planning
 
     def planner(self, context: Context) -> WindowPlanner:
-        """The planner of one bot's windows for this run, from the state it started with."""
+        """The planner of one bot's windows for this run, from the state it started with.
+
+        No window ends after the time the run started, whatever ``end_date`` says: a bookmark
+        in the future would skip the records timed before it that reach the archive later.
+        For the same reason a bookmark in the state that is later than that is not trusted
+        (no run of this tap writes one: a clock was wrong, or the state was edited). How
+        far the export it stands for really went is unknown, so the run starts again from
+        ``start_date``: only that loses nothing, at the cost of exporting again what the
+        target already has (it upserts on ``_id``)."""
         config = self.config
         start_date = to_unix_seconds(parse_timestamp(config["start_date"]))
-        end_date = config.get("end_date")
-        stop = to_unix_seconds(parse_timestamp(end_date)) if end_date else int(time.time())
         state = self.get_context_state(context)
         bookmark_text = state.get("replication_key_value")
         density = state.get(DENSITY_KEY)
         bookmark = to_unix_seconds(parse_timestamp(bookmark_text)) if bookmark_text else None
+        if bookmark is not None and bookmark > self.run_started:
+            self.logger.warning(
+                "%s for bot '%s': the state's bookmark %s is later than this run's start (%s), "
+                "which no run of this tap writes; not trusting it, the export starts again "
+                "from start_date (%s) so that nothing is skipped.",
+                self.name,
+                context["bot_name"],
+                bookmark_text,
+                _log_time(self.run_started),
+                config["start_date"],
+            )
+            bookmark = None
         start = resume_from(start_date, bookmark, self.reread_seconds(context))
         return WindowPlanner(
             start,
-            stop,
+            self.run_stop,
             first_length=int(config["window_hours"]) * 3600,
             longest=int(config["max_window_days"]) * DAY_SECONDS,
             density=float(density) / DAY_SECONDS if density is not None else None,
@@ -196,6 +257,29 @@ class ExportStream(Stream):
         """How far before its bookmark an incremental run starts: the lookback, for records
         that reached the archive late."""
         return int(self.config["lookback_minutes"]) * 60
+
+    @cached_property
+    def run_started(self) -> int:
+        """The time the run started (Unix seconds), the same for both streams."""
+        return self._initialized_at // 1000
+
+    @cached_property
+    def run_stop(self) -> int:
+        """Where this run's windows end: ``end_date``, but never after the run's start."""
+        end_date = self.config.get("end_date")
+        if not end_date:
+            return self.run_started
+        stop = to_unix_seconds(parse_timestamp(end_date))
+        if stop > self.run_started:
+            self.logger.info(
+                "%s: end_date %s is later than this run's start; the run stops at its start, "
+                "%s, and a later run exports what reaches the archive after it.",
+                self.name,
+                end_date,
+                _log_time(self.run_started),
+            )
+            return self.run_started
+        return stop
 
     @cached_property
     def windows(self) -> WindowSource:
@@ -264,48 +348,47 @@ class ExportStream(Stream):
             _log_time(stop),
         )
         recent = RecentIds()
+        time_key = self.time_key
         release_at: int | None = None  # where the pieces of a window cut mid-chain end
         started = last = time.monotonic()
         for job, pages in self.pipeline.partition(bot_name):
             window = job.window
-            emitted = odd = duplicates = page_count = 0
+            self.current_window = window
+            tally = WindowTally()
             split: WindowSplit | None = None
             for page in pages:
                 if isinstance(page, WindowSplit):
                     split = page
                     continue
-                if not page_count:
+                if not tally.pages:
                     # Ids of the range before this window's: a window replaced whole by
                     # pieces has none of its own, and its first piece borders that range.
                     recent.next_window()
-                page_count += 1
+                tally.pages += 1
                 self.page_fetched_at = page.fetched_at
-                for raw in page.records():
-                    record = self.shape(raw)
-                    if record is None:
-                        odd += 1
-                    elif not recent.add(record["_id"]):
-                        duplicates += 1
-                    else:
-                        emitted += 1
+                for record in self.page_records(page, tally):
+                    seen = recent.add(record["_id"], record[time_key])
+                    if seen > 0:
+                        tally.emitted += 1
+                        tally.renewed += seen == RecentIds.NEWER
                         self.observe(bot_name, window, record)
                         yield record
-            self.counters.add(records=emitted, duplicates=duplicates, odd_records=odd, windows=1)
-            if odd:
-                self.logger.warning(
-                    "%s for bot '%s', window %s: skipped %d record(s) without an '_id' or "
-                    "with an unreadable %s.",
-                    self.name,
-                    bot_name,
-                    _window_text(window),
-                    odd,
-                    " or ".join(sorted(self.time_fields)),
-                )
+                    elif seen == RecentIds.SAME:
+                        tally.duplicates += 1
+                    else:
+                        tally.older += 1
+            self.counters.add(
+                records=tally.emitted,
+                duplicates=tally.duplicates + tally.older,
+                odd_records=tally.odd,
+                windows=1,
+            )
+            self.report_window(bot_name, window, tally)
             if release_at is not None and window.end >= release_at:
                 recent.release()
                 release_at = None
             if split is not None:
-                if page_count:
+                if tally.pages:
                     recent.hold()
                     release_at = max(job.window.end for job in split.jobs)
                 # The pieces cover the rest: the bookmark moves only as they are written.
@@ -329,8 +412,8 @@ class ExportStream(Stream):
                 self.name,
                 bot_name,
                 _window_text(window),
-                emitted,
-                page_count,
+                tally.emitted,
+                tally.pages,
                 now - last,
                 100 * done,
                 _duration((now - started) / done * (1 - done)),
@@ -340,14 +423,91 @@ class ExportStream(Stream):
     def observe(self, bot_name: str, window: Window, record: dict[str, Any]) -> None:
         """A shaped record of ``bot_name`` that ``window`` returned, about to be emitted."""
 
+    def page_records(self, page: Page, tally: WindowTally) -> list[dict[str, Any]]:
+        """A page's records, shaped, without the odd ones, and with one copy of each ``_id``:
+        the newest by the stream's time (the first of equals)."""
+        decoded = self.client.records(page)
+        tally.repaired += decoded.repaired
+        try:
+            shaped = [self.shape(raw, tally) for raw in decoded.items]
+        except RecursionError:
+            raise self.too_deep() from None
+        records = [record for record in shaped if record is not None]
+        tally.odd += len(shaped) - len(records)
+        if len({record["_id"] for record in records}) == len(records):
+            return records
+        time_key = self.time_key
+        newest: dict[str, dict[str, Any]] = {}
+        for record in records:
+            kept = newest.get(record["_id"])
+            if kept is None or record[time_key] > kept[time_key]:
+                newest[record["_id"]] = record  # keeps the place of the first copy
+            if kept is not None:
+                if record[time_key] == kept[time_key]:
+                    tally.duplicates += 1
+                else:
+                    tally.older += 1
+        return list(newest.values())
+
+    def report_window(self, bot_name: str, window: Window, tally: WindowTally) -> None:
+        """One warning per window for each thing the API sent that the tap had to mend."""
+        where = f"{self.name} for bot '{bot_name}', window {_window_text(window)}"
+        if tally.odd:
+            self.logger.warning(
+                "%s: skipped %d record(s) without an '_id' or with an unreadable %s.",
+                where,
+                tally.odd,
+                " or ".join(sorted(self.time_fields)),
+            )
+        if tally.older or tally.renewed:
+            self.logger.warning(
+                "%s: the API sent records more than once with a different %s; the newest copy "
+                "of each is kept (%d older copies dropped, %d newer copies emitted after an "
+                "older one, which they replace).",
+                where,
+                self.replication_key,
+                tally.older,
+                tally.renewed,
+            )
+        if tally.misfits:
+            self.logger.warning(
+                "%s: %d value(s) of a type the schema does not allow %s: %s.",
+                where,
+                sum(tally.misfits.values()),
+                "moved to _extra" if self.rules.keeps_extra else "dropped (_extra not selected)",
+                _counts(tally.misfits),
+            )
+        if tally.undeclared:
+            self.logger.warning(
+                "%s: %d value(s) of fields the catalog does not declare dropped, as it does not "
+                "select _extra: %s.",
+                where,
+                sum(tally.undeclared.values()),
+                _counts(tally.undeclared),
+            )
+        if tally.repaired:
+            self.logger.warning(
+                "%s: %d invalid UTF-8 sequence(s) in strings replaced with U+FFFD.",
+                where,
+                tally.repaired,
+            )
+
+    def too_deep(self) -> RecordTooDeepError:
+        return RecordTooDeepError(
+            f"A record of {self.name}, window {_window_text(self.current_window)}, is nested "
+            "too deep to be written; stopping. Please report the answer's shape."
+        )
+
     def stop_fetching(self) -> None:
         """Stop the window pipeline's workers, if it was started."""
         if "pipeline" in self.__dict__:
             self.pipeline.close()
 
-    def shape(self, raw: object) -> dict[str, Any] | None:
-        """The record as the API sent it, with times as RFC 3339 UTC and undeclared fields
-        moved to ``_extra``; None for a record that cannot be keyed or placed in time."""
+    def shape(self, raw: object, tally: WindowTally) -> dict[str, Any] | None:
+        """The record as the API sent it, made to fit the run's schema: times as RFC 3339
+        UTC; fields the schema does not declare, and values of a type it does not allow,
+        moved to ``_extra`` (dropped, and counted, when ``_extra`` is not selected). None
+        for a record that cannot be keyed or placed in time."""
         if not isinstance(raw, dict):
             return None
         record_id = raw.get("_id")
@@ -363,9 +523,21 @@ class ExportStream(Stream):
                     raw[key] = normalize_timestamp(value)
                 except TimestampError:
                     return None
-        unknown = raw.keys() - self.known_fields
+        rules = self.rules
+        unknown = raw.keys() - rules.declared
         if unknown:
-            raw[EXTRA_FIELD] = {key: raw.pop(key) for key in sorted(unknown)}
+            moved = {key: raw.pop(key) for key in sorted(unknown)}
+            if rules.keeps_extra:
+                raw[EXTRA_FIELD] = moved
+            else:
+                tally.undeclared.update(moved.keys())
+        wrong = misfits(raw, rules.checks)
+        if wrong:
+            for name in wrong:
+                value = raw.pop(name)
+                if rules.keeps_extra:
+                    raw.setdefault(EXTRA_FIELD, {})[name] = value
+            tally.misfits.update(wrong)
         for key in self.json_text_fields:
             value = raw.get(key)
             if value is not None:
@@ -383,17 +555,20 @@ class ExportStream(Stream):
         deselected here (nested objects are open JSON), and records are already shaped."""
         for field in self.deselected_fields:
             record.pop(field, None)
-        for stream_map in self.stream_maps:
-            mapped = stream_map.transform(record)
-            if mapped is not None:
-                self._tap.write_message(
-                    RecordMessage(
-                        stream=stream_map.stream_alias,
-                        record=mapped,
-                        version=self._stream_version,
-                        time_extracted=self.page_fetched_at,
+        try:
+            for stream_map in self.stream_maps:
+                mapped = stream_map.transform(record)
+                if mapped is not None:
+                    self._tap.write_message(
+                        RecordMessage(
+                            stream=stream_map.stream_alias,
+                            record=mapped,
+                            version=self._stream_version,
+                            time_extracted=self.page_fetched_at,
+                        )
                     )
-                )
+        except RecursionError:
+            raise self.too_deep() from None
         self.state_manager.is_flushed = False
 
     def finish_window(self, context: Context, window: Window) -> None:
@@ -564,6 +739,33 @@ def _duration(seconds: float) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+class RecordRules(NamedTuple):
+    """What a record may hold under the run's schema (see ``ExportStream.rules``)."""
+
+    declared: frozenset[str]  # top-level fields besides _extra and bot_name
+    keeps_extra: bool  # whether _extra is in the schema and selected
+    checks: tuple[FieldCheck, ...]  # types of the selected fields that are checked
+
+
+class WindowTally:
+    """What one window brought, for its summary and warnings."""
+
+    def __init__(self) -> None:
+        self.pages = 0
+        self.emitted = 0
+        self.odd = 0
+        self.duplicates = 0  # copies as old as one kept (a record fetched twice at an edge)
+        self.older = 0  # copies older than one kept, dropped
+        self.renewed = 0  # newer copies emitted after an older one
+        self.repaired = 0  # invalid UTF-8 sequences replaced
+        self.misfits: Counter[str] = Counter()  # values of a type the schema does not allow
+        self.undeclared: Counter[str] = Counter()  # undeclared fields dropped
+
+
+def _counts(counter: Counter[str]) -> str:
+    return ", ".join(f"{name} ({count})" for name, count in counter.most_common())
 
 
 STREAM_TYPES: tuple[type[ExportStream], ...] = (ConversationsStream, MessagesStream)

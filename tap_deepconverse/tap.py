@@ -30,6 +30,7 @@ from singer_sdk.helpers.types import TapState
 from singer_sdk.plugin_base import JSONSchemaValidator
 from singer_sdk.singerlib import RecordMessage, StateMessage
 
+from tap_deepconverse.client import mask_secrets
 from tap_deepconverse.conversation_changes import (
     LEARNING_DAYS,
     LEARNT_REREAD_CAP_DAYS,
@@ -176,7 +177,20 @@ CONFIG_SCHEMA = th.PropertiesList(
         "request_timeout",
         th.NumberType(exclusive_minimum=0),
         default=60,
-        description="Seconds to wait for an answer before retrying the request.",
+        description=(
+            "Seconds an answer may take, from the request to its last byte, before the request "
+            "is retried."
+        ),
+    ),
+    th.Property(
+        "max_answer_mb",
+        th.IntegerType(minimum=1, maximum=4096),
+        default=64,
+        description=(
+            "Largest answer read from the API, in megabytes, both as sent (compressed) and once "
+            "inflated; a larger one stops the run. A page of 1,000 messages with long texts is "
+            "about 6 MB."
+        ),
     ),
     th.Property(
         "max_parallel_windows",
@@ -293,10 +307,10 @@ def _partition_problems(name: str, stream: Stream, partition: object) -> list[st
             return [f"{where} has a {learnt} that is not a non-negative number: {number!r}"]
     value = partition.get("replication_key_value")
     if value is not None:
-        try:
-            parse_timestamp(value)
-        except TimestampError:
-            return [f"{where} has a bookmark that is not a time: {value!r}"]
+        problem = _bookmark_problem(value)
+        if problem:
+            shown = value if isinstance(value, Decimal) else repr(value)  # JSON numbers load so
+            return [f"{where} has a bookmark that is {problem}: {shown}"]
     if CHANGES_STATE_KEY in partition:
         problem = state_problem(partition[CHANGES_STATE_KEY])
         if problem is not None:
@@ -317,6 +331,28 @@ def remembered_window(state: Mapping[str, Any], stream: str) -> int:
         for partition in stream_state.get("partitions", [])
     ]
     return max(lengths, default=0)
+
+
+def _bookmark_problem(value: object) -> str | None:
+    """Why a bookmark is not one this tap writes (an RFC 3339 date-time string), or None.
+    A number is refused rather than read as Unix seconds: no run of this tap writes one,
+    and seconds or milliseconds cannot be told apart for sure."""
+    number = "a number, not a date-time (e.g. 2025-01-02T00:00:00Z)"
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
+        return number
+    if not isinstance(value, str):
+        return "not a date-time string"
+    try:
+        float(value)
+    except ValueError:
+        pass
+    else:
+        return number
+    try:
+        parse_timestamp(value)
+    except TimestampError:
+        return "not a time"
+    return None
 
 
 class RecordBatchingWriter(MsgSpecWriter):
@@ -523,7 +559,7 @@ class TapDeepConverse(Tap):
                 catalog=catalog,
             )
         except DeepConverseError as exc:
-            cls.logger.error("%s", exc)  # noqa: TRY400 - the message is the whole story
+            cls.logger.error("%s", mask_secrets(str(exc)))  # noqa: TRY400 - the whole story
             sys.exit(1)
 
     @classmethod
@@ -537,6 +573,22 @@ class TapDeepConverse(Tap):
             setup_mapper=False,
         )
         run_diagnosis(tap.config, version=tap.plugin_version, logger=tap.logger)
+
+    @classmethod
+    def cb_test(cls, ctx: click.Context, param: click.Option, value: str) -> None:
+        """``--test``, stopped as a run is: a setting that is missing or invalid is named
+        (the SDK's callback runs before its own handling of config errors), and an error of
+        ours is one line with exit code 1."""
+        try:
+            super().cb_test(ctx, param, value)
+        except ConfigValidationError as exc:
+            for error in exc.errors:
+                cls.logger.error("%s", error)  # noqa: TRY400 - one line each
+            cls.logger.error("Config validation failed")  # noqa: TRY400
+            ctx.exit(1)
+        except DeepConverseError as exc:
+            cls.logger.error("%s", mask_secrets(str(exc)))  # noqa: TRY400 - the whole story
+            ctx.exit(1)
 
 
 def _checked_state_file(state: IO[str] | None) -> IO[str] | None:

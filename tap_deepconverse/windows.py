@@ -312,33 +312,48 @@ def target_records(per_page: int, *, cursor_followed: bool) -> float:
 
 
 class RecentIds:
-    """Ids seen in the current and the previous window, to drop the copy of a record fetched
-    twice at a shared edge while keeping memory bounded by two windows."""
+    """Ids seen in the current and the previous window, each with the newest time seen, to
+    keep the newest copy of a record the API sent more than once (fetched twice at a shared
+    edge, or changed between two windows) while keeping memory bounded by two windows.
+
+    Times are compared as strings: the stream's fixed-width RFC 3339 times sort as times.
+    """
+
+    FIRST = 2  # never seen: emit it
+    NEWER = 1  # newer than the copy emitted before: emit it, it supersedes that one
+    SAME = 0  # as old as the newest copy seen: drop it
+    OLDER = -1  # older than a copy seen: drop it
 
     def __init__(self) -> None:
-        self._previous: set[Hashable] = set()
-        self._current: set[Hashable] = set()
-        self._held: set[Hashable] = set()
+        self._previous: dict[Hashable, str] = {}
+        self._current: dict[Hashable, str] = {}
+        self._held: dict[Hashable, str] = {}
 
-    def add(self, key: Hashable) -> bool:
-        """Record ``key``; False when it was already seen in this or the previous window, or
-        is held."""
-        if key in self._current or key in self._previous or key in self._held:
-            return False
-        self._current.add(key)
-        return True
+    def add(self, key: Hashable, time: str) -> int:
+        """Record a copy of ``key`` timed ``time``; which of FIRST, NEWER, SAME or OLDER it is.
+        A copy is to be emitted when the answer is positive."""
+        seen = self._current.get(key)
+        if seen is None:
+            seen = self._previous.get(key, self._held.get(key))
+            if seen is None:
+                self._current[key] = time
+                return self.FIRST
+        if time > seen:
+            self._current[key] = time
+            return self.NEWER
+        return self.SAME if time == seen else self.OLDER
 
     def next_window(self) -> None:
         """Forget the older window's ids when a new window begins."""
-        self._previous, self._current = self._current, set()
+        self._previous, self._current = self._current, {}
 
     def hold(self) -> None:
         """Keep the current window's ids until :meth:`release`: the pieces that fetch the
         rest of it may meet its records at their far end, several windows later."""
-        self._held |= self._current
+        self._held.update(self._current)
 
     def release(self) -> None:
-        self._held = set()
+        self._held = {}
 
 
 class WindowLimit:

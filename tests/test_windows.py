@@ -70,14 +70,27 @@ def test_resume_goes_back_by_the_lookback_but_never_before_start_date() -> None:
 
 def test_recent_ids_drop_edge_copies_and_forget_older_windows() -> None:
     recent = RecentIds()
-    assert recent.add("a")
-    assert not recent.add("a")
+    t = "2025-01-01T00:00:00.000000Z"
+    assert recent.add("a", t) == RecentIds.FIRST
+    assert recent.add("a", t) == RecentIds.SAME
     recent.next_window()
-    assert not recent.add("a")  # the copy fetched again by the next window
-    assert recent.add("b")
+    assert recent.add("a", t) == RecentIds.SAME  # the copy fetched again by the next window
+    assert recent.add("b", t) == RecentIds.FIRST
     recent.next_window()
     recent.next_window()
-    assert recent.add("a")  # two windows later it is a new record (e.g. updated)
+    assert recent.add("a", t) == RecentIds.FIRST  # two windows later it is a new record
+
+
+def test_recent_ids_keep_the_newest_copy() -> None:
+    recent = RecentIds()
+    older, newer, newest = (f"2025-01-01T00:00:0{s}.000000Z" for s in (1, 2, 3))
+    assert recent.add("a", newer) == RecentIds.FIRST
+    assert recent.add("a", older) == RecentIds.OLDER
+    assert recent.add("a", newest) == RecentIds.NEWER
+    recent.next_window()
+    assert recent.add("a", newer) == RecentIds.OLDER  # remembered with its newest time
+    assert recent.add("a", newest) == RecentIds.SAME
+    assert recent.add("a", "2025-01-01T00:00:04.000000Z") == RecentIds.NEWER
 
 
 DAY = 86_400

@@ -11,7 +11,14 @@ from collections.abc import Sequence
 from types import FrameType
 
 from .dataset import BOUNDS, CONVERSATION_FILTERS, TIME_FORMATS, format_time, generate_dataset
-from .server import DEFAULT_API_KEY, FAULT_KINDS, ORDERS, Simulator, SimulatorOptions
+from .server import (
+    DEFAULT_API_KEY,
+    FAULT_KINDS,
+    HOSTILE_KINDS,
+    ORDERS,
+    Simulator,
+    SimulatorOptions,
+)
 
 
 def _start(value: str) -> int:
@@ -141,6 +148,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="where answers carry the cursor: a key, a dotted path, or 'none'",
     )
     p.add_argument("--retry-after", type=_optional_text, default="1", help="'none' = no header")
+    p.add_argument(
+        "--hostile",
+        choices=HOSTILE_KINDS,
+        default=None,
+        metavar="KIND",
+        help="answer every request as no API should: " + ", ".join(HOSTILE_KINDS),
+    )
+    p.add_argument(
+        "--redirect-to", default=None, help="base URL of the redirect-other-host/-http kinds"
+    )
+    p.add_argument("--certfile", default=None, help="PEM with certificate and key: serve https")
     return p
 
 
@@ -161,6 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             rate_limit=args.rate_limit or None,
             retry_after=args.retry_after,
             cursor_key=args.cursor_key,
+            hostile=args.hostile,
+            redirect_to=args.redirect_to,
             latency=args.latency,
             empty_pages=args.empty_pages,
             fault_rate=args.fault_rate,
@@ -196,9 +216,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        simulator = Simulator(dataset, options, host=args.host, port=args.port).start()
-    except OSError as exc:  # e.g. the port is taken
-        print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        simulator = Simulator(
+            dataset, options, host=args.host, port=args.port, certfile=args.certfile
+        ).start()
+    except OSError as exc:  # the port is taken, the certificate unreadable
+        print(f"error: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
     try:
         print(

@@ -2,7 +2,8 @@
 
 It follows the API contract and, where the contract is silent, lets the
 caller pick a reading through `SimulatorOptions`. It can also misbehave on
-purpose (rate limits, outages, broken answers) so clients can be tested.
+purpose (rate limits, outages, broken answers) so clients can be tested, and
+answer as no API should (`hostile`, see the `hostile` module).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import random
 import re
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -27,11 +29,13 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .dataset import BOUNDS, CONVERSATION_FILTERS, TIME_FORMATS, Dataset, Record, format_record
+from .hostile import HOSTILE_KINDS, PAGE_KINDS, Writer, page_body, request_answer
 
 __all__ = [
     "API_PATHS",
     "DEFAULT_API_KEY",
     "FAULT_KINDS",
+    "HOSTILE_KINDS",
     "ORDERS",
     "STATS_PATH",
     "RequestLogEntry",
@@ -91,6 +95,9 @@ class SimulatorOptions:
     # conversation is served as it was then (see Dataset.select). Moved forward between runs,
     # it shows conversations that change after they are first exported.
     as_of: float | None = None
+    # Answer every API request as no API should: one of HOSTILE_KINDS (see the hostile module).
+    hostile: str | None = None
+    redirect_to: str | None = None  # base URL the redirect-other-host and -http kinds point to
     seed: int = 0  # seeds the fault draw and the random order
 
     def __post_init__(self) -> None:
@@ -127,6 +134,10 @@ class SimulatorOptions:
                 not (self.cursor_key == NO_CURSOR and self.empty_pages),
                 "empty_pages needs a cursor: without one nothing follows an empty page",
             ),
+            (
+                self.hostile is None or self.hostile in HOSTILE_KINDS,
+                f"hostile must be one of {HOSTILE_KINDS}",
+            ),
         )
         for ok, message in checks:
             if not ok:
@@ -153,6 +164,7 @@ class _Answer:
     headers: list[tuple[str, str]] = field(default_factory=list)
     drop: str | None = None  # "reset" or "timeout": close without answering
     delay: float = 0.0
+    writer: Writer | None = None  # streams the body after the headers (hostile answers)
 
 
 class _RequestError(Exception):
@@ -194,11 +206,13 @@ class Simulator:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
+        certfile: str | None = None,
     ) -> None:
         self.dataset = dataset
         self.options = options if options is not None else SimulatorOptions()
         self.host = host
         self.port = port
+        self.certfile = certfile  # a PEM with certificate and key: serve https
         self.requests: list[RequestLogEntry] = []
         self._lock = threading.Lock()
         # Each served record's JSON, made once: pages are then joined, not re-encoded, which
@@ -227,6 +241,10 @@ class Simulator:
         self._stopping = threading.Event()
         server = _Server((self.host, self.port), _Handler)
         server.simulator = self
+        if self.certfile is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(self.certfile)
+            server.socket = context.wrap_socket(server.socket, server_side=True)
         self._server = server
         self._started = True
         self.port = server.server_address[1]
@@ -265,7 +283,8 @@ class Simulator:
             msg = "simulator not started"
             raise RuntimeError(msg)
         host = "127.0.0.1" if self.host in ("", "0.0.0.0") else self.host  # noqa: S104
-        return f"http://{host}:{self.port}"
+        scheme = "http" if self.certfile is None else "https"
+        return f"{scheme}://{host}:{self.port}"
 
     # -- log ------------------------------------------------------------
 
@@ -346,7 +365,7 @@ class Simulator:
             if opts.retry_after is not None:
                 answer.headers.append(("Retry-After", opts.retry_after))
         else:
-            fault, answer = self._serve(endpoint, params, opts)
+            fault, answer = self._serve(endpoint, path, params, api_key, opts)
         if answer.drop is None:
             answer.delay = opts.latency
         self._log(RequestLogEntry(
@@ -360,9 +379,30 @@ class Simulator:
         return answer
 
     def _serve(
-        self, endpoint: str, params: dict[str, str], opts: SimulatorOptions
+        self,
+        endpoint: str,
+        path: str,
+        params: dict[str, str],
+        api_key: str | None,
+        opts: SimulatorOptions,
     ) -> tuple[str | None, _Answer]:
-        """Outage, random fault or the real answer, for an admitted request."""
+        """A hostile answer, an outage, a random fault or the real answer, for an admitted
+        request."""
+        if opts.hostile is not None:
+            hostile = request_answer(
+                opts.hostile,
+                url=self.url,
+                path=path,
+                params=params,
+                redirect_to=opts.redirect_to,
+                api_key=api_key,
+            )
+            if hostile is not None:
+                headers = [h for h in hostile.headers if h[0] != "Content-Type"]
+                answer = _Answer(hostile.status, hostile.body, headers=headers)
+                if hostile.writer is not None:
+                    answer = _Answer(hostile.status, headers=hostile.headers, writer=hostile.writer)
+                return "hostile", answer
         with self._lock:
             if opts.fail_after is not None and self._successes >= opts.fail_after:
                 return "outage", _outage()
@@ -417,7 +457,9 @@ class Simulator:
         records = self._ordered(query, opts)
         page: list[Record] = []
         next_offset = offset
-        if opts.empty_pages and cursor is None:
+        if opts.hostile == "endless-cursor":
+            pass  # nothing, and a new cursor: forever
+        elif opts.empty_pages and cursor is None:
             pass  # the first page of every query is empty
         elif offset >= len(records):
             next_offset = -1
@@ -433,6 +475,8 @@ class Simulator:
         )
         if opts.repeat_cursor and cursor is not None:
             next_cursor = cursor
+        if opts.hostile in PAGE_KINDS:
+            return self._hostile_page(query, page, next_cursor, first_page=cursor is None)
         parts = [self._encode(endpoint, r, opts.time_format) for r in page]
         if opts.odd_records and page:
             first = format_record(endpoint, page[0], opts.time_format)
@@ -445,6 +489,27 @@ class Simulator:
         return _Answer(200, b'{"data": [' + b", ".join(parts) + b"]" + _cursor_part(
             opts.cursor_key, next_cursor
         ) + b"}")  # fmt: skip
+
+    def _hostile_page(
+        self, query: _Query, page: list[Record], cursor: str | None, *, first_page: bool
+    ) -> _Answer:
+        opts = self.options
+        assert opts.hostile is not None
+        before = None
+        if first_page and opts.hostile == "newer-duplicates":
+            earlier = self.dataset.select(
+                query.endpoint,
+                query.bot,
+                query.start - 31 * 86_400,
+                query.start,
+                conversation_filter=opts.conversation_filter,
+                conversation_id=query.conversation_id,
+            )
+            before = earlier[-1] if earlier else None
+        return _Answer(200, page_body(
+            opts.hostile, query.endpoint, page, time_format=opts.time_format, cursor=cursor,
+            first_page=first_page, before=before,
+        ))  # fmt: skip
 
     def _encode(self, endpoint: str, record: Record, time_format: str) -> bytes:
         key = (id(record), endpoint, time_format)
@@ -655,6 +720,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, answer: _Answer) -> None:
         stopping = self.server.simulator._stopping
+        if answer.writer is not None:
+            self.close_connection = True
+            self.send_response(answer.status)
+            for name, value in answer.headers:
+                self.send_header(name, value)
+            self.end_headers()
+            with contextlib.suppress(OSError):  # the client hung up, as it should
+                answer.writer(self.wfile, stopping)
+            return
         if answer.drop == "reset":
             # SO_LINGER 0 makes close() send a TCP reset instead of a FIN.
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
