@@ -162,6 +162,11 @@ class WindowFetcher:
         self.readings = readings
         self.endpoint = readings.endpoint(stream_name)
         self.time_fields = tuple(time_fields)
+        keys = msgspec.defstruct(
+            "RecordKeys",
+            [(field, object, None) for field in ("_id", *self.time_fields)],
+        )
+        self._keys_decoder = msgspec.json.Decoder(list[keys])  # type: ignore[valid-type]
         self.per_page = per_page
         self.counters = counters
         self.logger = logger
@@ -193,7 +198,7 @@ class WindowFetcher:
                 dense = True
                 self.source.note_dense(job)
             if reach is not None:
-                reach.add(self.client.records(page).items)
+                reach.add(self.page_keys(page))
             if len(queries) == 1 and page.cursor is not None:
                 served.extend(self.page_times(page))
             yield page
@@ -304,7 +309,10 @@ class WindowFetcher:
         for piece in pieces_within(tail, max(complete, halves_of)):
             for query in self.queries(job.bot, piece):
                 for page in self.query_pages(query):
-                    missing += sum(1 for rid in _ids(page) if rid not in reach.ids)
+                    ids = (key.get("_id") for key in self.page_keys(page))
+                    missing += sum(
+                        1 for rid in ids if isinstance(rid, str) and rid not in reach.ids
+                    )
         if not missing:
             return None
         cut = covered
@@ -325,9 +333,17 @@ class WindowFetcher:
 
     def page_times(self, page: Page) -> list[int]:
         """The times of a page's records, in the order served."""
-        records = self.client.records(page).items
-        times = (self.record_time(r) for r in records if isinstance(r, dict))
+        times = (self.record_time(r) for r in self.page_keys(page))
         return [t for t in times if t is not None]
+
+    def page_keys(self, page: Page) -> list[dict[str, object]]:
+        """Each record's ``_id`` and times, and nothing else: long texts are skipped, not
+        made into Python strings (this runs in the fetching threads, for many pages)."""
+        try:
+            keys = self._keys_decoder.decode(b"[" + b",".join(page.data) + b"]")
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return [r for r in self.client.records(page).items if isinstance(r, dict)]
+        return [msgspec.structs.asdict(key) for key in keys]
 
     def record_time(self, record: dict[str, object]) -> int | None:
         """The earliest of a record's times in Unix seconds (never later than the one the
@@ -363,17 +379,3 @@ class WindowFetcher:
                 CURSOR_KEY,
                 ", ".join(page.keys),
             )
-
-
-_id_decoder = msgspec.json.Decoder(dict[str, object])
-
-
-def _ids(page: Page) -> Iterator[str]:
-    for raw in page.data:
-        try:
-            record = _id_decoder.decode(raw)
-        except msgspec.DecodeError:
-            continue
-        record_id = record.get("_id")
-        if isinstance(record_id, str):
-            yield record_id

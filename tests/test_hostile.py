@@ -262,7 +262,7 @@ def test_a_page_whose_records_cannot_be_decoded_is_fetched_again(
         query = Query("conversations", bot, params, window)
         deep = b"[" * 100_000 + b"]" * 100_000
         broken = Page(
-            [msgspec.Raw(b'{"_id": "a", "m": ' + deep + b"}")], None, request=(query, params)
+            [msgspec.Raw(b'{"_id": "a", "m": ' + deep + b"}")], None, b"{}", request=(query, params)
         )
         records = client.records(broken)
         assert {r["_id"] for r in records.items} == {
@@ -270,7 +270,7 @@ def test_a_page_whose_records_cannot_be_decoded_is_fetched_again(
         }
         assert client.counters.retries == 1
         with pytest.raises(ApiUnavailableError, match="nested too deep"):
-            client.records(Page(broken.data, None))
+            client.records(Page(broken.data, None, b"{}"))
 
 
 # -- what records hold -------------------------------------------------------------------
