@@ -668,6 +668,33 @@ class ExportClient:
             logger=None,
         )(self._attempt)
 
+    @classmethod
+    def from_settings(
+        cls,
+        config: Mapping[str, Any],
+        path: str,
+        *,
+        version: str,
+        pool_size: int,
+        counters: Counters,
+        logger: logging.Logger,
+        give_up_advice: str = GIVE_UP_ADVICE,
+    ) -> ExportClient:
+        """The client of one endpoint (``path``) as the tap's settings configure it."""
+        return cls(
+            url=str(config["api_url"]).rstrip("/") + path,
+            api_key=config["api_key"],
+            user_agent=f"tap-deepconverse/{version}",
+            requests_per_second=float(config["requests_per_second"]),
+            max_retries=int(config["max_retries"]),
+            timeout=float(config["request_timeout"]),
+            max_answer_bytes=int(config["max_answer_mb"]) * MEGABYTE,
+            pool_size=pool_size,
+            counters=counters,
+            logger=logger,
+            give_up_advice=give_up_advice,
+        )
+
     def pages(self, query: Query) -> Iterator[Page]:
         """Every page of a query, following the cursor until it is null. An empty page with a
         cursor is not the end; a cursor sent twice is an error, not a loop; and so are

@@ -42,7 +42,7 @@ from typing import Any
 
 import msgspec
 
-from tap_deepconverse.client import MEGABYTE, Counters, ExportClient, Query
+from tap_deepconverse.client import Counters, ExportClient, Query
 from tap_deepconverse.conversation_changes import Seen, evidence, filter_reading
 from tap_deepconverse.diagnose_report import (
     Answer,
@@ -496,14 +496,10 @@ def client_for(
     config: Mapping[str, Any], endpoint: str, version: str, logger: logging.Logger
 ) -> ExportClient:
     """The client a run would use for ``endpoint``, one request at a time."""
-    return ExportClient(
-        url=str(config["api_url"]).rstrip("/") + ENDPOINTS[endpoint],
-        api_key=config["api_key"],
-        user_agent=f"tap-deepconverse/{version}",
-        requests_per_second=float(config["requests_per_second"]),
-        max_retries=int(config["max_retries"]),
-        timeout=float(config["request_timeout"]),
-        max_answer_bytes=int(config["max_answer_mb"]) * MEGABYTE,
+    return ExportClient.from_settings(
+        config,
+        ENDPOINTS[endpoint],
+        version=version,
         pool_size=1,
         counters=Counters(),
         logger=logger,

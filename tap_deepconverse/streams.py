@@ -26,7 +26,7 @@ from singer_sdk.exceptions import AbortedSyncExceptionBase
 from singer_sdk.helpers.types import Context
 from singer_sdk.singerlib import RecordMessage
 
-from tap_deepconverse.client import MEGABYTE, Counters, ExportClient, Page, Query
+from tap_deepconverse.client import Counters, ExportClient, Page, Query
 from tap_deepconverse.conformance import FieldCheck, field_checks, misfits
 from tap_deepconverse.conversation_changes import STATE_KEY as CHANGES_STATE_KEY
 from tap_deepconverse.conversation_changes import ConversationWatch, Note, seen_in
@@ -172,16 +172,11 @@ class ExportStream(Stream):
 
     @cached_property
     def client(self) -> ExportClient:
-        config = self.config
-        return ExportClient(
-            url=config["api_url"].rstrip("/") + self.path,
-            api_key=config["api_key"],
-            user_agent=f"tap-deepconverse/{self._tap.plugin_version}",
-            requests_per_second=float(config["requests_per_second"]),
-            max_retries=int(config["max_retries"]),
-            timeout=float(config["request_timeout"]),
-            max_answer_bytes=int(config["max_answer_mb"]) * MEGABYTE,
-            pool_size=int(config["max_parallel_windows"]),
+        return ExportClient.from_settings(
+            self.config,
+            self.path,
+            version=self._tap.plugin_version,
+            pool_size=int(self.config["max_parallel_windows"]),
             counters=self.counters,
             logger=self.logger,
         )
