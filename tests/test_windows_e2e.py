@@ -113,7 +113,9 @@ def test_quiet_bots_get_long_windows(tap: TapRunner) -> None:
                 assert asked[0] == DAY + 1, asked
                 assert asked[1] > 25 * DAY, asked  # at once to a month, or what is proven
                 assert 4 <= len(asked) <= 7, asked
-            assert max(lengths) == 31 * DAY + 1  # one second of overlap before each window
+            # Month-long windows (one second of overlap before each), or as long as an answer
+            # has shown complete when that is a little shorter.
+            assert 25 * DAY < max(lengths) <= 31 * DAY + 1
             assert len([r for r in sim.requests if r.endpoint == endpoint]) == len(lengths)
 
 
