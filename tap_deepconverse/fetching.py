@@ -189,7 +189,8 @@ class WindowFetcher:
         reach = AnswerReach(self.record_time) if window.length > complete else None
         records = 0
         dense = False
-        served: list[int] = []  # times in the order served, while a long chain may be cut
+        # Times in the order served, while a long chain may yet be cut (served in time order).
+        served: list[int] | None = [] if len(queries) == 1 else None
         for number, page in enumerate(pages, start=1):
             self.counters.add(pages=1)
             records += page.count
@@ -199,16 +200,17 @@ class WindowFetcher:
                 self.source.note_dense(job)
             if reach is not None:
                 reach.add(self.page_keys(page))
-            if len(queries) == 1 and page.cursor is not None:
+            if served is not None and page.cursor is not None:
                 served.extend(self.page_times(page))
             yield page
-            if len(queries) == 1 and page.cursor is not None and number >= MAX_CHAINED_PAGES:
+            if served is not None and page.cursor is not None and number >= MAX_CHAINED_PAGES:
                 rest = chain_rest(window, served, per_page=max(page.count, 1))
                 if rest is not None:
                     # Denser than planned: what is left goes on as pieces in parallel.
                     self.source.replaced(job)
                     yield WindowSplit(self.pieces(job, rest[1]), done_until=rest[0])
                     return
+                served = None  # not in time order: nothing to cut the chain by
         if reach is not None:
             split = self.check_tail(job, reach)
             if split is not None:
