@@ -37,7 +37,7 @@ demo: install
 	$(BIN)/python scripts/demo.py
 
 # The tap of a baseline ref against the working tree's, in one run, on the simulator: requests
-# against the floor, wall time against the rate limit, memory, incremental cost (15-21 min;
+# against the floor, wall time against the rate limit, memory, incremental cost (about 25 min;
 # BENCH_ARGS=--quick ~1.5 min, BENCH_ARGS='--baseline none' the working tree only).
 BENCH_ARGS ?=
 bench: install

@@ -5,7 +5,8 @@ Both run against the simulator in the same run; the figures come out as markdown
 Windows (the simulator's rate limit off, the tap at 1000 requests/s, so counts come fast):
 
 - three shapes: one busy bot over 60 days; 20 quiet bots over a year (100 conversations
-  each); one busy bot with 8 quiet ones over 60 days. For each, before and new: requests
+  each); one busy bot with 8 quiet ones over 60 days; each from its first record and from a
+  year before it (``LEADS``: users set start_date early). For each, before and new: requests
   made, the floor (sum over bots and endpoints of max(ceil(records / page_size),
   ceil(range / max_window_days))), requests/floor, exit code, records exported against the
   dataset's count (a difference fails the benchmark), wall time, and the time those requests
@@ -14,15 +15,19 @@ Windows (the simulator's rate limit off, the tap at 1000 requests/s, so counts c
 - the quiet year for the new code only at the real limit (3 requests/s, 0.3 s latency):
   its real wall time. Skipped with ``--quick``, and when the counts imply it would take
   longer than ``--real-limit-minutes``: the before code is never run there (81 minutes);
-- a daily incremental run after a full one: requests per bot and endpoint.
+- a daily incremental run after a full one: requests per bot and endpoint;
+- an outage mid-backfill (the API fails for good after half an export's requests): the
+  records the broken run wrote that the rerun from its last STATE writes again.
 
 Concurrency and memory:
 
-- at 3 requests/s and 0.3 s latency, one busy bot and the busy bot with 8 quiet ones: wall
-  time against "the limit" (the busier endpoint's floor / 3 s), and requests per endpoint;
-- at 1 s latency, one bot with 3,000 conversations and about 15,000 messages, page_size 100:
-  a full run against a run of the messages stream alone (a catalog that selects only it),
-  and each endpoint's requests per second in the full run;
+- at 3 requests/s and 0.3 s latency, one busy bot and the busy bot with 8 quiet ones, from
+  the first record and from a year before: wall time against "the limit" (the busier
+  endpoint's floor / 3 s), and requests per endpoint;
+- at 1 s latency, one bot with 3,000 conversations and about 15,000 messages, page_size 100,
+  from the first record and from a year before: the full run against its ceiling, against a
+  run of the messages stream alone (a catalog that selects only it), and each endpoint's
+  requests per second in the full run;
 - at 1 s latency, an export of 240,000 records of the usual size with the tap's default
   settings: each endpoint's requests per second over a run long enough for its start and
   end to weigh little;
@@ -37,7 +42,8 @@ Conversations that change after their export (the new code only):
   (``conversation_reread_days`` 0); after a full backfill, and after only 7 days of one.
 
 Usage: ``make bench`` or ``python scripts/bench.py [--quick] [--baseline REF|none]
-[--only windows|concurrency|changes|all]``. The baseline (default d5ec200) is extracted with ``git
+[--only windows|concurrency|changes|all]``. The baseline (default 1849f3c, windows that grow
+on no evidence and page alone) is extracted with ``git
 archive`` into a temporary directory and run from there with the same virtualenv; the
 simulator always comes from the working tree.
 
@@ -45,9 +51,8 @@ On each simulator the new code runs first, so that the simulator's cold caches c
 against it. Any exported count that differs from the dataset's, or a tap that exits non-zero,
 is printed as a PROBLEM and makes the benchmark exit 1 after the tables.
 
-Duration on a 2-core machine: about 15 minutes, most of it the before code at the rate
-limit (6.3 minutes on the busy bot with 8 quiet ones alone); ``--baseline none`` runs only
-the new code's share, about 5 minutes. ``--quick``: about 1.5 minutes.
+Duration on a 2-core machine: about 25 minutes, most of it the runs at 1 s latency;
+``--baseline none`` runs only the new code's share. ``--quick``: a few minutes.
 """
 
 from __future__ import annotations
