@@ -198,10 +198,13 @@ class WindowFetcher:
                 # More than a page: windows this long need not wait for this one's count.
                 dense = True
                 self.source.note_dense(job)
-            if reach is not None:
-                reach.add(self.page_keys(page))
-            if served is not None and page.cursor is not None:
-                served.extend(self.page_times(page))
+            chained = served is not None and page.cursor is not None
+            if reach is not None or chained:
+                keys = self.page_keys(page)  # read once for both uses
+                if reach is not None:
+                    reach.add(keys)
+                if served is not None and chained:
+                    served.extend(self.times_of(keys))
             yield page
             if served is not None and page.cursor is not None and number >= MAX_CHAINED_PAGES:
                 rest = chain_rest(window, served, per_page=max(page.count, 1))
@@ -285,7 +288,7 @@ class WindowFetcher:
         if replaceable and first.cursor is not None:
             pieces = dense_pieces(
                 window,
-                self.page_times(first),
+                self.times_of(self.page_keys(first)),
                 per_page=max(first.count, 1),
                 prior_density=self.source.density(query.bot_name),
             )
@@ -333,9 +336,9 @@ class WindowFetcher:
         rest = Window(window.start + cut, window.end)
         return WindowSplit(self.pieces(job, pieces_within(rest, cut)), done_until=rest.start)
 
-    def page_times(self, page: Page) -> list[int]:
-        """The times of a page's records, in the order served."""
-        times = (self.record_time(r) for r in self.page_keys(page))
+    def times_of(self, keys: Iterable[dict[str, object]]) -> list[int]:
+        """The times of a page's records (from :meth:`page_keys`), in the order served."""
+        times = (self.record_time(r) for r in keys)
         return [t for t in times if t is not None]
 
     def page_keys(self, page: Page) -> list[dict[str, object]]:
