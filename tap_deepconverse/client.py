@@ -15,7 +15,6 @@ text from the API is logged with the key masked.
 
 from __future__ import annotations
 
-import datetime
 import email.utils
 import heapq
 import itertools
@@ -48,7 +47,6 @@ from tap_deepconverse.errors import (
     RedirectRefusedError,
     RequestRejectedError,
 )
-from tap_deepconverse.timestamps import UTC
 from tap_deepconverse.windows import Window
 
 # Spacing margin: remote clocks and queues are not ours, so stay a little under the limit.
@@ -191,19 +189,20 @@ class RateLimiter:
             self._next_start = max(self._next_start, time.monotonic() + seconds)
 
 
-_limiters: dict[str, RateLimiter] = {}
-_limiters_lock = threading.Lock()
+class Limiters:
+    """The rate limiters of one run, one per endpoint: every client of an endpoint in the run
+    shares its limiter, and nothing is shared with another run in the same process."""
 
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_url: dict[str, RateLimiter] = {}
 
-def limiter_for(endpoint_url: str, rate: float) -> RateLimiter:
-    """The process-wide limiter of one endpoint: every stream and thread that calls it shares it."""
-    with _limiters_lock:
-        limiter = _limiters.get(endpoint_url)
-        if limiter is None:
-            limiter = _limiters[endpoint_url] = RateLimiter(rate)
-        elif limiter.rate != rate:
-            limiter.rate = rate
-        return limiter
+    def of(self, endpoint_url: str, rate: float) -> RateLimiter:
+        with self._lock:
+            limiter = self._by_url.get(endpoint_url)
+            if limiter is None:
+                limiter = self._by_url[endpoint_url] = RateLimiter(rate)
+            return limiter
 
 
 class Deadline:
@@ -432,7 +431,6 @@ class Page:
     cursor: str | None
     body: bytes  # the whole answer (the records are views into it)
     cursor_key: bool = False  # the answer carried the cursor's key, even as null
-    fetched_at: datetime.datetime = field(default_factory=lambda: datetime.datetime.now(UTC))
     # The query and parameters it answered, to fetch it again if its records are unreadable.
     request: tuple[Query, Mapping[str, str | int]] | None = None
 
@@ -628,6 +626,31 @@ class Query:
         )
 
 
+@dataclass(frozen=True)
+class WindowQueries:
+    """How an endpoint is asked for one bot's window: the paged queries that together return
+    it. With ``conversation_ids`` (a messages setting), one query per conversation."""
+
+    endpoint: str
+    per_page: int
+    conversation_ids: tuple[str, ...] = ()
+
+    def of(self, bot_name: str, window: Window) -> list[Query]:
+        start_time, end_time = window.request_bounds
+        params: dict[str, str | int] = {
+            "bot_name": bot_name,
+            "start_time": start_time,
+            "end_time": end_time,
+            "per_page": self.per_page,
+        }
+        if not self.conversation_ids:
+            return [Query(self.endpoint, bot_name, params, window)]
+        return [
+            Query(self.endpoint, bot_name, {**params, "conversation_id": conversation}, window)
+            for conversation in self.conversation_ids
+        ]
+
+
 class ExportClient:
     """Fetches pages of one endpoint with limits, retries and clear errors."""
 
@@ -637,7 +660,7 @@ class ExportClient:
         url: str,
         api_key: str,
         user_agent: str,
-        requests_per_second: float,
+        limiter: RateLimiter,
         max_retries: int,
         timeout: float,
         max_answer_bytes: int,
@@ -650,7 +673,7 @@ class ExportClient:
         self.give_up_advice = give_up_advice
         self.api = Origin.of(url)
         register_secret(api_key)
-        self.session = LimitedSession(limiter_for(url, requests_per_second), pool_size)
+        self.session = LimitedSession(limiter, pool_size)
         self.session.headers.update({"x-api-key": api_key, "User-Agent": user_agent})
         self.max_tries = max_retries + 1
         self.timeout = (min(CONNECT_TIMEOUT_SECONDS, timeout), timeout)
@@ -674,6 +697,7 @@ class ExportClient:
         config: Mapping[str, Any],
         path: str,
         *,
+        limiters: Limiters,
         version: str,
         pool_size: int,
         counters: Counters,
@@ -681,11 +705,12 @@ class ExportClient:
         give_up_advice: str = GIVE_UP_ADVICE,
     ) -> ExportClient:
         """The client of one endpoint (``path``) as the tap's settings configure it."""
+        url = str(config["api_url"]).rstrip("/") + path
         return cls(
-            url=str(config["api_url"]).rstrip("/") + path,
+            url=url,
             api_key=config["api_key"],
             user_agent=f"tap-deepconverse/{version}",
-            requests_per_second=float(config["requests_per_second"]),
+            limiter=limiters.of(url, float(config["requests_per_second"])),
             max_retries=int(config["max_retries"]),
             timeout=float(config["request_timeout"]),
             max_answer_bytes=int(config["max_answer_mb"]) * MEGABYTE,

@@ -42,7 +42,7 @@ from typing import Any
 
 import msgspec
 
-from tap_deepconverse.client import Counters, ExportClient, Query
+from tap_deepconverse.client import Counters, ExportClient, Limiters, Query
 from tap_deepconverse.conversation_changes import Seen, evidence, filter_reading
 from tap_deepconverse.diagnose_report import (
     Answer,
@@ -499,6 +499,7 @@ def client_for(
     return ExportClient.from_settings(
         config,
         ENDPOINTS[endpoint],
+        limiters=Limiters(),
         version=version,
         pool_size=1,
         counters=Counters(),

@@ -32,7 +32,7 @@ from http import HTTPStatus
 
 import msgspec
 
-from tap_deepconverse.client import CURSOR_KEY, Counters, ExportClient, Page, Query
+from tap_deepconverse.client import CURSOR_KEY, ExportClient, Page, Query, WindowQueries
 from tap_deepconverse.errors import IncompleteWindowError, RequestRejectedError
 from tap_deepconverse.prefetch import Replaced
 from tap_deepconverse.readings import ApiReadings, length_text
@@ -80,20 +80,19 @@ class WindowSource:
         self.endpoint = endpoint
         self._lock = threading.Lock()
 
-    def next_job(self, only: str | None = None) -> tuple[str, WindowJob] | None:
-        endpoint = self.readings.endpoint(self.endpoint)
+    def next_job(self, only: str | None = None) -> WindowJob | None:
+        longest = self.readings.longest(self.endpoint)
+        complete = self.readings.complete_length(self.endpoint)
         with self._lock:
             for bot, planner in self.planners.items():
                 if (only is None or bot == only) and planner.ready:
-                    window = planner.next_window(
-                        endpoint.longest(), complete=endpoint.complete_length()
-                    )
-                    return bot, WindowJob(bot, window)
+                    window = planner.next_window(longest, complete=complete)
+                    return WindowJob(bot, window)
             return None
 
     def all_planned(self, key: str) -> bool:
         with self._lock:
-            return self.planners[key].done
+            return self.planners[key].all_planned
 
     def note_dense(self, job: WindowJob) -> None:
         with self._lock:
@@ -145,36 +144,32 @@ class WindowFetcher:
     def __init__(
         self,
         *,
-        stream_name: str,
         client: ExportClient,
-        queries: Callable[[str, Window], list[Query]],
+        queries: WindowQueries,
         source: WindowSource,
         readings: ApiReadings,
         time_fields: Sequence[str],
-        per_page: int,
-        counters: Counters,
         logger: logging.Logger,
     ) -> None:
-        self.stream_name = stream_name
+        self.stream_name = queries.endpoint
         self.client = client
         self.queries = queries
         self.source = source
         self.readings = readings
-        self.endpoint = readings.endpoint(stream_name)
         self.time_fields = tuple(time_fields)
         keys = msgspec.defstruct(
             "RecordKeys",
             [(field, object, None) for field in ("_id", *self.time_fields)],
         )
         self._keys_decoder = msgspec.json.Decoder(list[keys])  # type: ignore[valid-type]
-        self.per_page = per_page
-        self.counters = counters
+        self.per_page = queries.per_page
+        self.counters = client.counters
         self.logger = logger
 
     def window_pages(self, job: WindowJob) -> Iterator[Page | WindowSplit]:
         """Every page of one window, or a split into pieces; tells the planner what it held."""
         window = job.window
-        queries = self.queries(job.bot, window)
+        queries = self.queries.of(job.bot, window)
         pages: Iterable[Page]
         if len(queries) == 1:
             opened = self.open_query(queries[0], replaceable=True)
@@ -185,7 +180,7 @@ class WindowFetcher:
             pages = itertools.chain([opened[0]], opened[1])
         else:
             pages = itertools.chain.from_iterable(self.query_pages(q) for q in queries)
-        complete = self.endpoint.complete_length()
+        complete = self.readings.complete_length(self.stream_name)
         reach = AnswerReach(self.record_time) if window.length > complete else None
         records = 0
         dense = False
@@ -246,17 +241,17 @@ class WindowFetcher:
         instead. Dense pieces only when the query is a window of its own (``replaceable``):
         one after the other they would only cost requests."""
         window = query.window
-        longest = self.endpoint.longest()
+        longest = self.readings.longest(self.stream_name)
         if longest is not None and window.length > longest:
             return pieces_within(window, longest)  # no need to ask to know the answer
         pages = self.client.pages(query)
         try:
             first = next(pages)
         except RequestRejectedError as exc:
-            limit = self.endpoint.limit
-            if exc.status != HTTPStatus.BAD_REQUEST or not limit.may_halve(window.length):
+            if exc.status != HTTPStatus.BAD_REQUEST or not self.readings.rejected(
+                self.stream_name, window.length
+            ):
                 raise
-            limit.reject(window.length)
             self.logger.warning(
                 "%s: the Export API rejected a window of %s (%s); halving it.",
                 self.stream_name,
@@ -267,7 +262,7 @@ class WindowFetcher:
         self.readings.saw_page(
             first.count, cursor_key=first.cursor_key, cursor=first.cursor is not None
         )
-        if self.endpoint.limit.accept(window.length):
+        if self.readings.accepted(self.stream_name, window.length):
             self.logger.warning(
                 "%s: the Export API accepts windows of %s; windows are at most that long "
                 "for the rest of the run.",
@@ -300,7 +295,7 @@ class WindowFetcher:
         """A window longer than any shown complete: ask the part after its last record on
         its own. Records there that the window's answer lacks mean the API cut it."""
         window = job.window
-        complete = self.endpoint.complete_length()
+        complete = self.readings.complete_length(self.stream_name)
         covered = max(complete, reach.span(window))
         if reach.latest is not None:
             self.readings.shown_complete(reach.span(window))
@@ -312,7 +307,7 @@ class WindowFetcher:
         halves_of = tail.length if reach.latest is None else math.ceil(tail.length / 2)
         missing = 0
         for piece in pieces_within(tail, max(complete, halves_of)):
-            for query in self.queries(job.bot, piece):
+            for query in self.queries.of(job.bot, piece):
                 for page in self.query_pages(query):
                     ids = (key.get("_id") for key in self.page_keys(page))
                     missing += sum(

@@ -25,6 +25,7 @@ J = TypeVar("J")
 T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
 J_co = TypeVar("J_co", covariant=True)
+K_contra = TypeVar("K_contra", bound=Hashable, contravariant=True)
 
 _POLL_SECONDS = 0.2
 # Jobs started but not yet read, per max_parallel: keeps quiet bots' small windows flowing
@@ -40,7 +41,6 @@ class ByteBudget:
             raise ValueError("the byte budget must be positive")
         self.limit = limit
         self.used = 0
-        self.peak = 0
         self.changed = threading.Condition()
 
     def take(self, size: int, exempt: Callable[[], bool], stop: threading.Event) -> bool:
@@ -52,14 +52,12 @@ class ByteBudget:
                     return False
                 self.changed.wait(_POLL_SECONDS)
             self.used += size
-            self.peak = max(self.peak, self.used)
             return True
 
     def give(self, size: int) -> None:
         """Count ``size`` bytes as freed (a negative size counts them as taken)."""
         with self.changed:
             self.used -= size
-            self.peak = max(self.peak, self.used)
             self.changed.notify_all()
 
     def wake(self) -> None:
@@ -75,13 +73,13 @@ class Replaced(Generic[J]):
     jobs: tuple[J, ...]
 
 
-class JobSource(Protocol[K, J_co]):
+class JobSource(Protocol[K_contra, J_co]):
     """Plans jobs. Called under the pipeline's lock, never from two threads at once."""
 
-    def next_job(self, only: K | None = None) -> tuple[K, J_co] | None:
+    def next_job(self, only: K_contra | None = None) -> J_co | None:
         """A job to start now (of partition ``only`` if given), or None if none can be."""
 
-    def all_planned(self, key: K) -> bool:
+    def all_planned(self, key: K_contra) -> bool:
         """True when partition ``key`` will have no further job."""
 
 
@@ -179,6 +177,7 @@ class Pipeline(Generic[K, J, T]):
         source: JobSource[K, J],
         produce: Callable[[J], Iterator[T]],
         *,
+        partition_of: Callable[[J], K],
         size: Callable[[T], int],
         max_parallel: int,
         budget: ByteBudget,
@@ -187,6 +186,7 @@ class Pipeline(Generic[K, J, T]):
             raise ValueError("max_parallel must be at least 1")
         self.source = source
         self.produce = produce
+        self.partition_of = partition_of
         self.size = size
         self.budget = budget
         self.estimate = 0  # bytes of the largest item yet: what the next one may take
@@ -196,9 +196,9 @@ class Pipeline(Generic[K, J, T]):
         self._running = 0
         self._waiting: dict[K, deque[_Job[K, J, T]]] = {}
 
-    def _start(self, key: K, job: J) -> None:
-        started = _Job(key, job, self)
-        self._waiting.setdefault(key, deque()).append(started)
+    def _start(self, job: J) -> None:
+        started = _Job(self.partition_of(job), job, self)
+        self._waiting.setdefault(started.key, deque()).append(started)
         self._launch(started)
 
     def _launch(self, job: _Job[K, J, T]) -> None:
@@ -232,7 +232,7 @@ class Pipeline(Generic[K, J, T]):
             planned = self.source.next_job()
             if planned is None:
                 return
-            self._start(*planned)
+            self._start(planned)
 
     def fill(self) -> None:
         with self._lock:
@@ -257,7 +257,7 @@ class Pipeline(Generic[K, J, T]):
                     # max_parallel, so that it never waits on jobs it does not read.
                     planned = self.source.next_job(only=key)
                     if planned is not None:
-                        self._start(*planned)
+                        self._start(planned)
                     else:
                         self._lock.wait(_POLL_SECONDS)
                 current = jobs.popleft()

@@ -76,17 +76,43 @@ class ApiReadings:
                 if found is not None:
                     found.complete = max(found.complete, seconds)
 
-    def endpoint(self, name: str) -> EndpointReadings:
+    def _endpoint(self, name: str) -> EndpointReadings:
+        """One endpoint's readings, made at first use. Holds the lock."""
+        found = self._endpoints.get(name)
+        if found is None:
+            remembered = max(self._remembered.get(name, 0), self._shown)
+            found = EndpointReadings(self._trusted, remembered, self._accepted)
+            found.cut = self._cut
+            if self._cut is not None:
+                found.complete = min(found.complete, self._cut)
+            self._endpoints[name] = found
+        return found
+
+    def complete_length(self, endpoint: str) -> int:
+        """Windows of ``endpoint`` up to this long are taken as complete."""
         with self._lock:
-            found = self._endpoints.get(name)
-            if found is None:
-                remembered = max(self._remembered.get(name, 0), self._shown)
-                found = EndpointReadings(self._trusted, remembered, self._accepted)
-                found.cut = self._cut
-                if self._cut is not None:
-                    found.complete = min(found.complete, self._cut)
-                self._endpoints[name] = found
-            return found
+            return self._endpoint(endpoint).complete_length()
+
+    def longest(self, endpoint: str) -> int | None:
+        """The longest window of ``endpoint`` to ask for, once the API has shown a limit."""
+        with self._lock:
+            return self._endpoint(endpoint).longest()
+
+    def rejected(self, endpoint: str, length: int) -> bool:
+        """The API rejected a window of ``length`` seconds with HTTP 400. True when that
+        says the window is too long (it is longer than assumed accepted): halve it."""
+        with self._lock:
+            limit = self._endpoint(endpoint).limit
+            if not limit.may_halve(length):
+                return False
+            limit.reject(length)
+            return True
+
+    def accepted(self, endpoint: str, length: int) -> bool:
+        """The API accepted a window of ``length`` seconds. True exactly once per endpoint:
+        when the limit learnt from a rejection is first reached, which is worth reporting."""
+        with self._lock:
+            return self._endpoint(endpoint).limit.accept(length)
 
     @property
     def paging_trusted(self) -> bool:
@@ -139,9 +165,6 @@ class ApiReadings:
                 readings.cut = self._cut
                 readings.complete = min(readings.complete, self._cut)
 
-    def complete_length(self, endpoint: str) -> int:
-        return self.endpoint(endpoint).complete_length()
-
     def summary(self, endpoints: Iterable[str]) -> str:
         """One line: what the run went by."""
         if self.cursor_followed:
@@ -152,12 +175,11 @@ class ApiReadings:
             cursor = "no cursor found (full pages split instead)" if self.split_seen else "unseen"
         parts = [f"cursor: {cursor}", f"largest page served: {self.page_size_served}"]
         for name in endpoints:
-            readings = self.endpoint(name)
-            longest = readings.longest()
+            longest = self.longest(name)
             limit = "none seen" if longest is None else length_text(longest)
             parts.append(
-                f"{name}: windows shown complete up to {length_text(readings.complete_length())}, "
-                f"limit {limit}"
+                f"{name}: windows shown complete up to "
+                f"{length_text(self.complete_length(name))}, limit {limit}"
             )
         return "API readings: " + "; ".join(parts) + "."
 

@@ -36,9 +36,9 @@ MALLOC_ARENAS = 2
 def limit_malloc_arenas() -> None:
     """Cap glibc's malloc arenas. glibc gives threads that allocate at once arenas of their
     own, up to eight per core; with a thread per window in flight, memory freed in one arena
-    is not reused by the others and the process grows. Two arenas keep it flat, and faster
-    (measured on the 240k-record export with long texts: 92 MB peak RSS without the cap, 80
-    MB with it). Elsewhere than glibc there is nothing to do."""
+    is not reused by the others and the process grows with the threads. Two arenas keep it
+    flat (the benchmark's memory figures, on 240k records with long texts, are taken with
+    the cap). Elsewhere than glibc there is nothing to do."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
@@ -56,7 +56,7 @@ def sync_streams(streams: Sequence[ExportStream]) -> None:
     limit_malloc_arenas()  # before any fetching thread starts
     for stream in streams:
         # Plans every bot (creating its bookmark entry) and starts fetching, in this thread.
-        _ = stream.pipeline
+        stream.start_fetching()
     if len(streams) <= 1:
         for stream in streams:
             _sync(stream)

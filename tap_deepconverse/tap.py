@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
 import io
 import ipaddress
 import json
@@ -29,6 +28,7 @@ from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
 from singer_sdk.helpers.types import TapState
 from singer_sdk.plugin_base import JSONSchemaValidator
 from singer_sdk.singerlib import RecordMessage, StateMessage
+from typing_extensions import override
 
 from tap_deepconverse.client import mask_secrets
 from tap_deepconverse.conversation_changes import (
@@ -40,13 +40,8 @@ from tap_deepconverse.conversation_changes import STATE_KEY as CHANGES_STATE_KEY
 from tap_deepconverse.diagnose import MAX_REQUESTS, run_diagnosis
 from tap_deepconverse.errors import DeepConverseError, StateError
 from tap_deepconverse.readings import ApiReadings
-from tap_deepconverse.streams import (
-    COMPLETE_WINDOW_KEY,
-    DENSITY_KEY,
-    STREAM_TYPES,
-    ExportStream,
-    RunShared,
-)
+from tap_deepconverse.run import ExportRun
+from tap_deepconverse.streams import COMPLETE_WINDOW_KEY, DENSITY_KEY, STREAM_TYPES, ExportStream
 from tap_deepconverse.sync import sync_streams
 from tap_deepconverse.timestamps import TimestampError, parse_timestamp
 
@@ -372,10 +367,9 @@ class RecordBatchingWriter(MsgSpecWriter):
         # thread was doing, a write included.
         self._lock = threading.RLock()
         self._closed = False
-        # Records gathered after the last STATE still go out when the run stops on an error.
-        atexit.register(self.flush)
 
-    def write_message(self, message: Any) -> None:  # noqa: ANN401 - the SDK's Message type
+    @override
+    def write_message(self, message: Any) -> None:
         with self._lock:
             if self._closed:
                 return
@@ -413,6 +407,7 @@ class AtomicStateWriter(StateWriter):
     copied in one step (msgspec, which does not yield to other threads) instead of by
     ``deepcopy``, during which the other stream could change it."""
 
+    @override
     def write_state(self, state: TapState) -> None:
         snapshot = msgspec.json.decode(msgspec.json.encode(state))
         if self._last_emitted_state is None or snapshot != self._last_emitted_state:
@@ -438,11 +433,12 @@ class TapDeepConverse(Tap):
         PluginCapabilities.STRUCTURED_LOGGING,
     ]
 
+    @override
     def discover_streams(self) -> list[Stream]:
-        return [stream_type(tap=self, shared=self.shared) for stream_type in STREAM_TYPES]
+        return [stream_type(tap=self, run=self.run) for stream_type in STREAM_TYPES]
 
     @cached_property
-    def shared(self) -> RunShared:
+    def run(self) -> ExportRun:
         """What this run's streams share and learn (one per tap instance)."""
         window = int(self.config["window_hours"]) * 3600
         readings = ApiReadings(
@@ -450,33 +446,47 @@ class TapDeepConverse(Tap):
             trusted_window=window + int(self.config["lookback_minutes"]) * 60,
             accepted_window=window,
         )
-        return RunShared(readings)
+        return ExportRun(
+            started=self.initialized_at // 1000, version=self.plugin_version, readings=readings
+        )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - the SDK's
         super().__init__(*args, **kwargs)
+        # No public hook sets the state writer (sdk_surface guards this private name).
         self._state_writer = AtomicStateWriter(self.message_writer)
 
-    def sync_all(self) -> None:  # type: ignore[misc]  # both endpoints at once: see sync_streams
+    @override  # type: ignore[misc]  # final in the SDK; both endpoints at once: see sync_streams
+    def sync_all(self) -> None:
         """Sync the selected streams, both endpoints at once, then log what each cost."""
-        self._reset_state_progress_markers()
-        if self.state:
-            self._state_writer.write_state(self.state)
-        streams = [s for s in self.streams.values() if isinstance(s, ExportStream)]
-        readings = self.shared.readings
-        readings.remember({s.name: remembered_window(self.state, s.name) for s in streams})
-        for stream in streams:
-            if not stream.selected:
-                self.logger.info("Skipping deselected stream '%s'.", stream.name)
-        selected = [s for s in streams if s.selected]
         try:
-            sync_streams(selected)
-        finally:
+            self._reset_state_progress_markers()
+            if self.state:
+                self._state_writer.write_state(self.state)
+            streams = [s for s in self.streams.values() if isinstance(s, ExportStream)]
+            readings = self.run.readings
+            readings.remember({s.name: remembered_window(self.state, s.name) for s in streams})
             for stream in streams:
-                stream.stop_fetching()
-        for stream in streams:
-            stream.log_sync_costs()
-        self.logger.info("%s", readings.summary(s.name for s in selected))
+                if not stream.selected:
+                    self.logger.info("Skipping deselected stream '%s'.", stream.name)
+            selected = [s for s in streams if s.selected]
+            try:
+                sync_streams(selected)
+            finally:
+                for stream in streams:
+                    stream.stop_fetching()
+            for stream in streams:
+                stream.log_sync_costs()
+            self.logger.info("%s", readings.summary(s.name for s in selected))
+        finally:
+            self.flush_records()
 
+    def flush_records(self) -> None:
+        """Write the records the writer gathered: at the end of a run, and when it stops on
+        an error (the records after the last STATE are still the target's to load)."""
+        if isinstance(self.message_writer, RecordBatchingWriter):
+            self.message_writer.flush()
+
+    @override
     def _validate_config(self, *, raise_errors: bool = True) -> list[str]:
         """Schema checks plus cross-setting checks; messages name the setting, never a secret."""
         schema = self.config_jsonschema
@@ -489,6 +499,7 @@ class TapDeepConverse(Tap):
             raise ConfigValidationError("Config validation failed", errors=errors, schema=schema)
         return errors
 
+    @override
     def load_state(self, state: dict[str, Any]) -> None:
         problems = state_problems(state, list(self.streams.values()))
         if problems:
@@ -500,7 +511,8 @@ class TapDeepConverse(Tap):
             )
         super().load_state(state)
 
-    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:  # noqa: ARG002
+    @override
+    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
         """Stop at once, emit the state of the finished windows, and exit non-zero so an
         orchestrator does not take a cancelled run for a finished one."""
         self.logger.warning(
@@ -518,6 +530,7 @@ class TapDeepConverse(Tap):
             sys.exit(128 + signum)
 
     @classmethod
+    @override
     def get_singer_command(cls) -> click.Command:
         """The SDK's command, plus ``--diagnose``."""
         command = super().get_singer_command()
@@ -535,12 +548,13 @@ class TapDeepConverse(Tap):
         return command
 
     @classmethod
+    @override
     def invoke(  # type: ignore[override]
         cls,
         *,
         about: bool = False,
         about_format: str | None = None,
-        config: Any = None,  # noqa: ANN401 - the SDK's private config-input type
+        config: Any = None,
         state: IO[str] | None = None,
         catalog: IO[str] | None = None,
         diagnose: bool = False,
@@ -575,6 +589,7 @@ class TapDeepConverse(Tap):
         run_diagnosis(tap.config, version=tap.plugin_version, logger=tap.logger)
 
     @classmethod
+    @override
     def cb_test(cls, ctx: click.Context, param: click.Option, value: str) -> None:
         """``--test``, stopped as a run is: a setting that is missing or invalid is named
         (the SDK's callback runs before its own handling of config errors), and an error of

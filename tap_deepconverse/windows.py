@@ -142,14 +142,14 @@ class WindowPlanner:
         self._seconds = 0.0
 
     @property
-    def done(self) -> bool:
+    def all_planned(self) -> bool:
         """True once every window up to ``stop`` has been planned."""
         return self.next_start >= self.stop
 
     @property
     def ready(self) -> bool:
         """True when a next window can be planned now."""
-        return not self.done and (self.in_flight == 0 or self.length <= self.proven)
+        return not self.all_planned and (self.in_flight == 0 or self.length <= self.proven)
 
     def next_window(self, longest: int | None = None, *, complete: int = 0) -> Window:
         """The next window. ``longest`` lowers the length limit (the API's own limit, once
@@ -157,7 +157,7 @@ class WindowPlanner:
         answer completely) is shortened to it, as a longer one costs a check. A window
         leaves no remainder shorter than half its length: the remainder is joined to it, so
         a daily run of one day plus the lookback costs one window."""
-        if self.done:
+        if self.all_planned:
             raise ValueError("no window left to plan")
         limit = min(self.longest, longest) if longest else self.longest
         length = min(self.length, limit)

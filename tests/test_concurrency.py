@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -88,25 +88,40 @@ class _Windows:
     def __init__(self, count: int) -> None:
         self.left = list(range(count))
 
-    def next_job(self, only: str | None = None) -> tuple[str, int] | None:
+    def next_job(self, only: str | None = None) -> int | None:
         if not self.left or only not in (None, "bot"):
             return None
-        return "bot", self.left.pop(0)
+        return self.left.pop(0)
 
     def all_planned(self, key: str) -> bool:
         return not self.left
 
 
+class _PeakBudget(ByteBudget):
+    """A byte budget that remembers the most it held."""
+
+    peak = 0
+
+    def take(self, size: int, exempt: Callable[[], bool], stop: threading.Event) -> bool:
+        taken = super().take(size, exempt, stop)
+        self.peak = max(self.peak, self.used)
+        return taken
+
+
+def _one_partition(job: int) -> str:
+    return "bot"
+
+
 @pytest.mark.parametrize("page_bytes", [10_000, 300_000])
 def test_pages_waiting_for_a_slow_writer_stay_within_the_byte_budget(page_bytes: int) -> None:
-    budget = ByteBudget(1_000_000)
+    budget = _PeakBudget(1_000_000)
 
     def produce(job: int) -> Iterator[bytes]:
         for page in range(5):
             yield bytes([job % 256, page]) * (page_bytes // 2)
 
     pipeline: Pipeline[str, int, bytes] = Pipeline(
-        _Windows(30), produce, size=len, max_parallel=8, budget=budget
+        _Windows(30), produce, partition_of=_one_partition, size=len, max_parallel=8, budget=budget
     )
     pipeline.fill()
     seen: list[tuple[int, int]] = []
@@ -128,7 +143,12 @@ def test_a_failed_job_raises_after_the_items_it_produced() -> None:
             raise RuntimeError("boom")
 
     pipeline: Pipeline[str, int, int] = Pipeline(
-        _Windows(5), produce, size=lambda _: 1, max_parallel=3, budget=ByteBudget(100)
+        _Windows(5),
+        produce,
+        partition_of=_one_partition,
+        size=lambda _: 1,
+        max_parallel=3,
+        budget=ByteBudget(100),
     )
     got: list[int] = []
 

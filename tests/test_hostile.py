@@ -24,6 +24,7 @@ from tap_deepconverse.client import (
     ExportClient,
     Page,
     Query,
+    RateLimiter,
 )
 from tap_deepconverse.errors import ApiUnavailableError
 from tap_deepconverse.simulator import DEFAULT_API_KEY, Dataset, Simulator, SimulatorOptions
@@ -247,7 +248,7 @@ def test_a_page_whose_records_cannot_be_decoded_is_fetched_again(
             url=sim.url + "/conversations/export/v1/conversations",
             api_key=DEFAULT_API_KEY,
             user_agent="test",
-            requests_per_second=100,
+            limiter=RateLimiter(100),
             max_retries=2,
             timeout=5,
             max_answer_bytes=1 << 20,

@@ -104,7 +104,7 @@ def test_what_one_endpoint_shows_holds_for_both() -> None:
     assert readings.complete_length("conversations") == 20 * DAY  # made after, too
     readings.found_cut(7 * DAY)
     assert readings.complete_length("conversations") == 7 * DAY
-    assert readings.endpoint("messages").longest() == 7 * DAY
+    assert readings.longest("messages") == 7 * DAY
     readings.shown_complete(30 * DAY)  # never past a cut
     assert readings.complete_length("messages") == 7 * DAY
     assert "limit 7 days" in readings.summary(["conversations", "messages"])

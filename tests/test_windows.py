@@ -20,8 +20,8 @@ from tap_deepconverse.windows import (
 
 
 def test_a_planner_with_nothing_to_do_plans_nothing() -> None:
-    assert WindowPlanner(500, 500, first_length=60, longest=60).done
-    assert WindowPlanner(600, 500, first_length=60, longest=60).done
+    assert WindowPlanner(500, 500, first_length=60, longest=60).all_planned
+    assert WindowPlanner(600, 500, first_length=60, longest=60).all_planned
     with pytest.raises(ValueError, match="positive"):
         WindowPlanner(0, 10, first_length=0, longest=60)
 
@@ -30,7 +30,7 @@ def tiling(start: int, stop: int, length: int) -> list[Window]:
     """Consecutive windows of one length, as a planner that never resizes would plan them."""
     planner = WindowPlanner(start, stop, first_length=length, longest=length)
     windows = []
-    while not planner.done:
+    while not planner.all_planned:
         windows.append(planner.next_window())
         planner.observe(windows[-1], 0, target_records=0)
     return windows
@@ -129,7 +129,7 @@ def test_planner_tiles_the_range_and_waits_for_the_first_window() -> None:
         window = planner.next_window()
         windows.append(window)
         planner.observe(window, 0, target_records=4000)
-    assert planner.done
+    assert planner.all_planned
     assert all(a.end == b.start for a, b in itertools.pairwise(windows))
     assert windows[-1].end == 60 * DAY
     assert [w.length for w in windows[:3]] == [DAY, 8 * DAY, 31 * DAY]
@@ -149,7 +149,7 @@ def test_planner_joins_a_short_remainder() -> None:
     # A daily run: one day plus the hour of lookback is one window, not two.
     planner = WindowPlanner(0, DAY + 3600, first_length=DAY, longest=31 * DAY)
     assert planner.next_window() == Window(0, DAY + 3600)
-    assert planner.done
+    assert planner.all_planned
     # ... but never beyond the longest window.
     planner = WindowPlanner(0, DAY + 3600, first_length=DAY, longest=DAY)
     assert planner.next_window() == Window(0, DAY)
