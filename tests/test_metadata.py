@@ -322,10 +322,15 @@ def imported_modules() -> set[str]:
     return found - set(sys.stdlib_module_names) - {"__future__", "tap_deepconverse"}
 
 
+def _distribution_name(name: str) -> str:
+    """A distribution's name as packaging compares them (typing_extensions = typing-extensions)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def test_every_module_the_code_imports_is_a_declared_dependency() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     declared = {
-        re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0].lower()
+        _distribution_name(re.split(r"[\[<>=!~; ]", requirement, maxsplit=1)[0])
         for requirement in project["dependencies"]
     }
     providers = packages_distributions()
@@ -334,7 +339,7 @@ def test_every_module_the_code_imports_is_a_declared_dependency() -> None:
     undeclared = {
         module: providers.get(module)
         for module in imported
-        if not {name.lower() for name in providers.get(module, [])} & declared
+        if not {_distribution_name(name) for name in providers.get(module, [])} & declared
     }
     assert not undeclared, f"imported, from distributions not declared: {undeclared}"
     assert providers["backoff"] == ["python-backoff"]
