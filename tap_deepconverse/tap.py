@@ -1,49 +1,40 @@
-"""tap-deepconverse: settings, their validation, state checks and stream discovery."""
+"""tap-deepconverse: its settings and their validation, the streams it discovers, and the
+command line (a run, ``--test``, ``--diagnose``)."""
 
 from __future__ import annotations
 
-import io
 import ipaddress
-import json
-import logging
-import os
 import signal
 import sys
-import threading
-from collections.abc import Mapping, Sequence
-from decimal import Decimal
+from collections.abc import Mapping
 from functools import cached_property
 from types import FrameType
 from typing import IO, Any
 from urllib.parse import urlsplit
 
 import click
-import msgspec
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
-from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.exceptions import ConfigValidationError
-from singer_sdk.helpers._state import StateWriter
 from singer_sdk.helpers.capabilities import PluginCapabilities, TapCapabilities
-from singer_sdk.helpers.types import TapState
 from singer_sdk.plugin_base import JSONSchemaValidator
-from singer_sdk.singerlib import RecordMessage, StateMessage
+from singer_sdk.singerlib import StateMessage
 from typing_extensions import override
 
 from tap_deepconverse.client import mask_secrets
 from tap_deepconverse.conversation_changes import (
     LEARNING_DAYS,
     LEARNT_REREAD_CAP_DAYS,
-    state_problem,
 )
-from tap_deepconverse.conversation_changes import STATE_KEY as CHANGES_STATE_KEY
 from tap_deepconverse.diagnose import MAX_REQUESTS, run_diagnosis
 from tap_deepconverse.errors import DeepConverseError, StateError
 from tap_deepconverse.readings import ApiReadings
 from tap_deepconverse.run import ExportRun
-from tap_deepconverse.streams import COMPLETE_WINDOW_KEY, DENSITY_KEY, STREAM_TYPES, ExportStream
+from tap_deepconverse.state_checks import checked_state_file, remembered_window, state_problems
+from tap_deepconverse.streams import STREAM_TYPES, ExportStream
 from tap_deepconverse.sync import sync_streams
 from tap_deepconverse.timestamps import TimestampError, parse_timestamp
+from tap_deepconverse.writers import AtomicStateWriter, RecordBatchingWriter
 
 DEFAULT_API_URL = "https://api.converseapps.com"
 SECRET_SETTINGS = frozenset({"api_key"})
@@ -257,164 +248,6 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def state_problems(state: object, streams: Sequence[Stream]) -> list[str]:
-    """Why a state cannot be this tap's, or nothing."""
-    if not isinstance(state, dict):
-        return ["it is not a JSON object"]
-    bookmarks = state.get("bookmarks", {})
-    if not isinstance(bookmarks, dict):
-        return ["its 'bookmarks' is not an object"]
-    by_name = {stream.name: stream for stream in streams}
-    unknown = sorted(set(bookmarks) - set(by_name))
-    if unknown:
-        return [
-            f"it has bookmarks for streams this tap does not have ({', '.join(unknown)}); "
-            "is it another tap's state?"
-        ]
-    problems: list[str] = []
-    for name, stream_state in bookmarks.items():
-        if not isinstance(stream_state, dict):
-            problems.append(f"the bookmark of '{name}' is not an object")
-            continue
-        if "replication_key_value" in stream_state:
-            problems.append(f"'{name}' has a bookmark that is not kept per bot")
-        partitions = stream_state.get("partitions", [])
-        if not isinstance(partitions, list):
-            problems.append(f"'{name}' partitions is not a list")
-            continue
-        for partition in partitions:
-            problems.extend(_partition_problems(name, by_name[name], partition))
-    return problems
-
-
-def _partition_problems(name: str, stream: Stream, partition: object) -> list[str]:
-    context = partition.get("context") if isinstance(partition, dict) else None
-    if not isinstance(context, dict) or set(context) != {"bot_name"}:
-        return [f"'{name}' has a partition that is not keyed by bot_name: {context!r}"]
-    assert isinstance(partition, dict)
-    where = f"'{name}' for bot {context['bot_name']!r}"
-    key = partition.get("replication_key")
-    if key is not None and key != stream.replication_key:
-        return [f"{where} is bookmarked on {key!r}, not {stream.replication_key!r}"]
-    for learnt in (COMPLETE_WINDOW_KEY, DENSITY_KEY):
-        number = partition.get(learnt)
-        if number is not None and not _non_negative(number):
-            return [f"{where} has a {learnt} that is not a non-negative number: {number!r}"]
-    value = partition.get("replication_key_value")
-    if value is not None:
-        problem = _bookmark_problem(value)
-        if problem:
-            shown = value if isinstance(value, Decimal) else repr(value)  # JSON numbers load so
-            return [f"{where} has a bookmark that is {problem}: {shown}"]
-    if CHANGES_STATE_KEY in partition:
-        problem = state_problem(partition[CHANGES_STATE_KEY])
-        if problem is not None:
-            return [f"{where} has a {CHANGES_STATE_KEY!r} that {problem}"]
-    return []
-
-
-def _non_negative(value: object) -> bool:
-    # The SDK reads numbers in the state as Decimal.
-    return isinstance(value, int | float | Decimal) and not isinstance(value, bool) and value >= 0
-
-
-def remembered_window(state: Mapping[str, Any], stream: str) -> int:
-    """The longest window an earlier run saw the API answer completely, for ``stream``."""
-    stream_state = state.get("bookmarks", {}).get(stream, {})
-    lengths = [
-        int(partition.get(COMPLETE_WINDOW_KEY) or 0)
-        for partition in stream_state.get("partitions", [])
-    ]
-    return max(lengths, default=0)
-
-
-def _bookmark_problem(value: object) -> str | None:
-    """Why a bookmark is not one this tap writes (an RFC 3339 date-time string), or None.
-    A number is refused rather than read as Unix seconds: no run of this tap writes one,
-    and seconds or milliseconds cannot be told apart for sure."""
-    number = "a number, not a date-time (e.g. 2025-01-02T00:00:00Z)"
-    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
-        return number
-    if not isinstance(value, str):
-        return "not a date-time string"
-    try:
-        float(value)
-    except ValueError:
-        pass
-    else:
-        return number
-    try:
-        parse_timestamp(value)
-    except TimestampError:
-        return "not a time"
-    return None
-
-
-class RecordBatchingWriter(MsgSpecWriter):
-    """msgspec writer that gathers RECORD lines and writes them in blocks, flushing at every
-    other message: one write per block instead of one per record (stdout is often unbuffered,
-    e.g. with PYTHONUNBUFFERED), while a STATE still goes out at once, after its records.
-
-    Both streams write from their own threads: one lock orders every message, so a STATE
-    always follows the records gathered before it."""
-
-    BLOCK_BYTES = 64 * 1024
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._pending = bytearray()
-        # Re-entrant: the signal handler writes the last STATE from whatever the main
-        # thread was doing, a write included.
-        self._lock = threading.RLock()
-        self._closed = False
-
-    @override
-    def write_message(self, message: Any) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._pending += self.format_message(message)
-            if not isinstance(message, RecordMessage) or len(self._pending) >= self.BLOCK_BYTES:
-                self.flush()
-
-    def close(self) -> None:
-        """Write what is gathered and nothing after: the last message of a stopped run must
-        be its STATE, whatever the other stream's thread still hands over."""
-        with self._lock:
-            self.flush()
-            self._closed = True
-
-    def flush(self) -> None:
-        with self._lock:
-            try:
-                if self._pending:
-                    sys.stdout.buffer.write(self._pending)
-                    self._pending.clear()
-                sys.stdout.flush()
-            except BrokenPipeError:
-                self._pending.clear()
-                # Later writes, Python's own flush at exit included, go nowhere.
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-                logging.getLogger(TapDeepConverse.name).error(  # noqa: TRY400 - one line
-                    "The target closed its input (broken pipe): stopping. The last STATE "
-                    "it read covers every window it loaded; rerun to go on from there."
-                )
-                raise SystemExit(1) from None
-
-
-class AtomicStateWriter(StateWriter):
-    """The SDK's state writer, made safe for two streams writing at once: the state is
-    copied in one step (msgspec, which does not yield to other threads) instead of by
-    ``deepcopy``, during which the other stream could change it."""
-
-    @override
-    def write_state(self, state: TapState) -> None:
-        snapshot = msgspec.json.decode(msgspec.json.encode(state))
-        if self._last_emitted_state is None or snapshot != self._last_emitted_state:
-            self._message_writer.write_message(StateMessage(value=snapshot))
-            self._last_emitted_state = snapshot
-
-
 class TapDeepConverse(Tap):
     """Chatbot conversations and messages from the DeepConverse (AgentX Support) Export API."""
 
@@ -569,7 +402,7 @@ class TapDeepConverse(Tap):
                 about=about,
                 about_format=about_format,
                 config=config,
-                state=_checked_state_file(state),
+                state=checked_state_file(state),
                 catalog=catalog,
             )
         except DeepConverseError as exc:
@@ -604,23 +437,6 @@ class TapDeepConverse(Tap):
         except DeepConverseError as exc:
             cls.logger.error("%s", mask_secrets(str(exc)))  # noqa: TRY400 - the whole story
             ctx.exit(1)
-
-
-def _checked_state_file(state: IO[str] | None) -> IO[str] | None:
-    if state is None:
-        return None
-    text = state.read() or "{}"
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        problem = f"is not valid JSON ({exc.msg} at line {exc.lineno})"
-    else:
-        if isinstance(document, dict):
-            return io.StringIO(text)
-        problem = "is not a JSON object"
-    raise StateError(
-        f"The state file {problem}. Fix it or clear it to export from start_date again."
-    )
 
 
 def _describe(error: Any) -> str:  # noqa: ANN401 - jsonschema ValidationError

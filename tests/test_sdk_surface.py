@@ -9,6 +9,7 @@ These tests fail instead, naming the member, so that an SDK upgrade says what to
 from __future__ import annotations
 
 import ast
+import importlib
 import inspect
 from collections.abc import Callable
 from pathlib import Path
@@ -20,10 +21,9 @@ from singer_sdk.contrib.msgspec import MsgSpecWriter
 from singer_sdk.helpers._state import StateWriter
 from singer_sdk.plugin_base import PluginBase
 
-import tap_deepconverse.streams as streams_module
-import tap_deepconverse.tap as tap_module
 from tap_deepconverse.streams import SDK_SYNC_FAILED
-from tap_deepconverse.tap import AtomicStateWriter, RecordBatchingWriter, TapDeepConverse
+from tap_deepconverse.tap import TapDeepConverse
+from tap_deepconverse.writers import AtomicStateWriter, RecordBatchingWriter
 
 SDK_CLASSES = (Tap, Stream, StateWriter, MsgSpecWriter)
 PACKAGE = Path(__file__).resolve().parents[1] / "tap_deepconverse"
@@ -153,11 +153,11 @@ def test_every_override_of_the_sdk_is_marked() -> None:
                     continue
                 decorators = {ast.unparse(d) for d in item.decorator_list}
                 replaces = any(hasattr(base, item.name) for base in SDK_CLASSES)
-                if replaces and "override" not in decorators and _is_sdk_subclass(node.name):
+                if replaces and "override" not in decorators and _is_sdk_subclass(path, node.name):
                     unmarked.append(f"{path.name}: {node.name}.{item.name}")
     assert not unmarked, f"overrides without @override: {unmarked}"
 
 
-def _is_sdk_subclass(class_name: str) -> bool:
-    found = getattr(streams_module, class_name, None) or getattr(tap_module, class_name, None)
+def _is_sdk_subclass(path: Path, class_name: str) -> bool:
+    found = getattr(importlib.import_module(f"tap_deepconverse.{path.stem}"), class_name)
     return isinstance(found, type) and issubclass(found, SDK_CLASSES)
