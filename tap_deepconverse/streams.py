@@ -366,7 +366,7 @@ class ConversationsStream(ExportStream):
     @cached_property
     def watch(self) -> ConversationWatch:
         """What each bot's conversations showed, from the state the run started with."""
-        return ConversationWatch(
+        return self.run.watch_conversations(
             {c["bot_name"]: seen_in(self.get_context_state(c)) for c in self.partitions},
             setting_days=self.config.get("conversation_reread_days"),
         )

@@ -55,3 +55,5 @@ def test_two_taps_in_one_process_share_nothing(capfd: pytest.CaptureFixture[str]
             assert getattr(first_stream, "run", None) is first.run
             assert getattr(second_stream, "run", None) is second.run
             assert second.run.windows[name] is not first.run.windows[name]
+        assert first.run.conversations is not None
+        assert second.run.conversations is not first.run.conversations
