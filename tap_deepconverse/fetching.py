@@ -13,9 +13,12 @@ A window's first answer decides how it is fetched:
 - **Rejected with HTTP 400** while longer than ``window_hours``: halved, and the length
   accepted becomes the limit for the run.
 - **Longer than any window shown complete**: after its pages, the part of the window after
-  its last record is asked on its own (a request or two). A record there that the long
-  answer lacked shows that the API cuts long windows short with status 200: the length
-  it answered completely becomes the limit, and what was cut is fetched again as pieces.
+  its last record is asked on its own, in pieces no longer than what is known complete (a
+  longer check could be cut as well). A long part is first met by a probe: the first page
+  of the rest of the bot's range, whose records far into it show long windows complete
+  for the run (an empty lead-in proves nothing by itself). A record that the long answer
+  lacked shows that the API cuts long windows short with status 200: the length it
+  answered completely becomes the limit, and what was cut is fetched again as pieces.
 A window replaced by pieces ends with a :class:`WindowSplit`; the stream then writes no
 bookmark for the part the pieces cover until they are written.
 """
@@ -24,7 +27,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -293,26 +295,28 @@ class WindowFetcher:
 
     def check_tail(self, job: WindowJob, reach: AnswerReach) -> WindowSplit | None:
         """A window longer than any shown complete: ask the part after its last record on
-        its own. Records there that the window's answer lacks mean the API cut it."""
+        its own. Records there that the window's answer lacks mean the API cut it. A check
+        is itself a window: it is only trusted as long as what is known complete, so a long
+        tail is first met by a probe that looks for records far into the bot's range."""
         window = job.window
-        complete = self.readings.complete_length(self.stream_name)
-        covered = max(complete, reach.span(window))
         if reach.latest is not None:
             self.readings.shown_complete(reach.span(window))
-        if window.start + covered >= window.end:
+        covered = self.covered(window, reach)
+        if covered >= window.length:
             return None
-        tail = Window(window.start + covered, window.end)
-        # A request or two: an answer with records shows where it stopped, so its tail is
-        # checked in halves; an empty one shows nothing, and gets one request.
-        halves_of = tail.length if reach.latest is None else math.ceil(tail.length / 2)
         missing = 0
-        for piece in pieces_within(tail, max(complete, halves_of)):
-            for query in self.queries.of(job.bot, piece):
-                for page in self.query_pages(query):
-                    ids = (key.get("_id") for key in self.page_keys(page))
-                    missing += sum(
-                        1 for rid in ids if isinstance(rid, str) and rid not in reach.ids
-                    )
+        if window.length - covered > covered:
+            missing = self.probe_reach(job, reach)
+            covered = self.covered(window, reach)
+        if not missing and covered < window.length:
+            tail = Window(window.start + covered, window.end)
+            for piece in pieces_within(tail, covered):
+                for query in self.queries.of(job.bot, piece):
+                    for page in self.query_pages(query):
+                        ids = (key.get("_id") for key in self.page_keys(page))
+                        missing += sum(
+                            1 for rid in ids if isinstance(rid, str) and rid not in reach.ids
+                        )
         if not missing:
             return None
         cut = covered
@@ -331,6 +335,61 @@ class WindowFetcher:
         rest = Window(window.start + cut, window.end)
         return WindowSplit(self.pieces(job, pieces_within(rest, cut)), done_until=rest.start)
 
+    def covered(self, window: Window, reach: AnswerReach) -> int:
+        """Seconds from the window's start its answer is known to hold completely: what the
+        API has shown to answer completely, or as far as the answer reached."""
+        return max(self.readings.complete_length(self.stream_name), reach.span(window))
+
+    def probe_reach(self, job: WindowJob, reach: AnswerReach) -> int:
+        """One request or two for the first page of a long range after what the window is
+        known to hold: from there to the end of the bot's range, then the window's length
+        before that end (where a bot's records are likely, should the API cut the first).
+        A record far into a probe shows that the API answers that long a window completely
+        (the check then costs nothing more, for this window and the ones after); a record
+        the window's answer lacks shows it was cut. Probes are made one at a time, so that
+        windows checked at once go by the first probe's finding. None once the API has
+        shown a limit. Returns the records found missing."""
+        window = job.window
+        stop = max(self.source.planners[job.bot].stop, window.end)
+        missing = 0
+        with self.readings.probing:
+            for start in (window.start + self.covered(window, reach), stop - window.length):
+                covered = self.covered(window, reach)
+                # Once the API has shown a limit, a longer probe would be refused or cut.
+                limited = self.readings.longest(self.stream_name) is not None
+                if missing or covered >= window.length or limited:
+                    break
+                tail = Window(window.start + covered, window.end)
+                probe = Window(max(tail.start, start), stop)
+                missing += self.probe_records(job.bot, probe, tail, reach)
+        return missing
+
+    def probe_records(self, bot: str, probe: Window, tail: Window, reach: AnswerReach) -> int:
+        """The first page of ``probe``: what it shows complete is noted; the records it
+        holds wholly inside ``tail`` that the window's answer lacks are counted."""
+        try:  # its first page only: the cursor is not followed
+            first = next(self.client.pages(self.queries.of(bot, probe)[0]))
+        except RequestRejectedError as exc:
+            if exc.status != HTTPStatus.BAD_REQUEST:
+                raise
+            return 0  # a range too long for the API proves nothing; the check goes on without
+        latest: int | None = None
+        missing = 0
+        for key in self.page_keys(first):
+            times = self.record_times(key)
+            if not times:
+                continue
+            latest = max(min(times), latest if latest is not None else min(times))
+            rid = key.get("_id")
+            # Only a record whose every time is in the tail surely belongs to the window,
+            # whichever time the API filters on.
+            inside = tail.start <= min(times) and max(times) < tail.end
+            if inside and isinstance(rid, str) and rid not in reach.ids:
+                missing += 1
+        if latest is not None:
+            self.readings.shown_complete(min(probe.length, max(0, latest + 1 - probe.start)))
+        return missing
+
     def times_of(self, keys: Iterable[dict[str, object]]) -> list[int]:
         """The times of a page's records (from :meth:`page_keys`), in the order served."""
         times = (self.record_time(r) for r in keys)
@@ -348,6 +407,11 @@ class WindowFetcher:
     def record_time(self, record: dict[str, object]) -> int | None:
         """The earliest of a record's times in Unix seconds (never later than the one the
         window filters on, whichever that is), or None."""
+        moments = self.record_times(record)
+        return min(moments) if moments else None
+
+    def record_times(self, record: dict[str, object]) -> list[int]:
+        """A record's readable times in Unix seconds."""
         moments = []
         for name in self.time_fields:
             value = record.get(name)
@@ -356,7 +420,7 @@ class WindowFetcher:
                     moments.append(epoch_microseconds(value) // _MICROS)
                 except ValueError:
                     continue
-        return min(moments) if moments else None
+        return moments
 
     def report_unfollowed_cursor(self, query: Query, page: Page) -> None:
         """A full page came without a cursor to follow: split, or stop if nothing is left to

@@ -55,6 +55,7 @@ class ApiReadings:
         """``accepted_window``: windows up to this long are assumed accepted (a 400 for one
         is the request's fault); ``trusted_window``: ... and assumed answered completely."""
         self._lock = threading.Lock()
+        self.probing = threading.Lock()  # held while a long window's check probes the API
         self._trusted = trusted_window
         self._accepted = accepted_window
         self._remembered = dict(remembered_windows or {})

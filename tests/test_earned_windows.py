@@ -165,3 +165,44 @@ def test_what_a_run_learnt_is_remembered_and_spares_the_next_run_its_checks(
         assert len(firsts) == 2 * 2 * len(dataset.bots), [r.params for r in firsts]
         starts = {int(r.params["start_time"]) for r in firsts}
         assert starts == {START + 31 * DAY - 3600 - 1, START + 32 * DAY - 3600 - 1}
+
+
+@pytest.mark.parametrize("order", ["random", "asc", "desc"])
+def test_windows_cut_short_after_an_empty_lead_in_lose_nothing(tap: TapRunner, order: str) -> None:
+    # start_date a year before the first record, and an API that answers any window longer
+    # than 7 days with its first 7 days: the empty answers of the long lead-in windows prove
+    # nothing, and neither would a check of their tail as long as they are.
+    dataset = generate_dataset(seed=9, days=20, conversations_per_day=6, bots=("a-bot", "b-bot"))
+    options = SimulatorOptions(rate_limit=None, order=order, cut_window_seconds=7 * DAY)
+    with Simulator(dataset, options) as sim:
+        config = config_for(
+            sim, requests_per_second=500, start_date=YEAR_BEFORE, end_date="2025-01-21T00:00:00Z"
+        )
+        run = tap.run(config)
+    assert_complete_and_exact(run, dataset)
+    assert "only in part" in run.stderr
+
+
+@pytest.mark.parametrize("order", ["random", "asc", "desc"])
+def test_an_empty_lead_in_is_proven_complete_by_a_request_or_two(
+    tap: TapRunner, order: str
+) -> None:
+    # A year of nothing before the data: each long empty window would cost a check of its
+    # own; one look far into the range shows long windows complete for the whole run.
+    dataset = generate_dataset(seed=9, days=20, conversations_per_day=6, bots=("a-bot", "b-bot"))
+    options = SimulatorOptions(rate_limit=None, order=order)
+    with Simulator(dataset, options) as sim:
+        config = config_for(
+            sim, requests_per_second=500, start_date=YEAR_BEFORE, end_date="2025-01-21T00:00:00Z"
+        )
+        run = tap.run(config)
+        assert_complete_and_exact(run, dataset)
+        windows = Counter(
+            (r.endpoint, r.params["bot_name"], r.params["start_time"])
+            for r in sim.requests
+            if r.endpoint in STREAMS and "cursor" not in r.params
+        )
+    # Per bot and stream: a day, 8 days, then windows of 31 days over the 387 days; the
+    # checks add a request or two to the whole run.
+    lead_in = 2 + -(-(387 - 9) // 31)
+    assert sum(windows.values()) <= 2 * len(dataset.bots) * lead_in + 2, windows
