@@ -38,7 +38,8 @@ demo: install
 
 # The tap of a baseline ref against the working tree's, in one run, on the simulator: requests
 # against the floor, wall time against the rate limit, memory, incremental cost (about 25 min;
-# BENCH_ARGS=--quick ~1.5 min, BENCH_ARGS='--baseline none' the working tree only).
+# BENCH_ARGS=--quick ~1.5 min, BENCH_ARGS='--baseline none' the working tree only). The code:
+# scripts/bench/, one module per group of figures.
 BENCH_ARGS ?=
 bench: install
-	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
+	$(BIN)/python -m scripts.bench $(BENCH_ARGS)

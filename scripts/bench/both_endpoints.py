@@ -1,0 +1,94 @@
+"""Both endpoints at once: how close each endpoint's requests come to the API's rate.
+
+- at 1 s latency, one bot with 3,000 conversations and about 15,000 messages, page_size 100,
+  from the first record and from a year before: the full run against its ceiling, against a
+  run of the messages stream alone (a catalog that selects only it), and each endpoint's
+  requests per second in the full run;
+- at 1 s latency, an export of 240,000 records of the usual size with the tap's default
+  settings: each endpoint's requests per second over a run long enough for its start and
+  end to weigh little.
+"""
+
+from __future__ import annotations
+
+from tap_deepconverse.simulator import Dataset, Simulator, SimulatorOptions
+
+from .plans import API_RATE, ENDPOINTS, LEADS, Shape, limit_seconds
+from .report import describe, duration, per_endpoint, rate_text, table
+from .runner import Bench
+from .versions import Code, in_order, new_first
+
+
+def both_endpoints_at_once(
+    bench: Bench, codes: list[Code], shape: Shape, dataset: Dataset, latency: float
+) -> None:
+    print(f"\n### Both endpoints at once: {describe(shape, dataset)}\n")
+    print(
+        f"Simulator at 3 requests/s per endpoint and {latency:g} s latency, page_size 100. "
+        "A full run, then a run of the messages stream alone (the busier endpoint)."
+    )
+    rows: list[list[str]] = []
+    options = SimulatorOptions(rate_limit=API_RATE, latency=latency)
+    for start, lead in LEADS.items():
+        found: dict[str, list[str]] = {}
+        ceiling = limit_seconds(dataset, per_page=100, lead_days=lead)
+        with Simulator(dataset, options) as sim:
+            for code in new_first(codes):
+                config = bench.config(sim, dataset, lead_days=lead, page_size=100)
+                full = bench.run(code, sim, config)
+                full_ok = bench.check_records(full, dataset, shape.title, streams=ENDPOINTS)
+                catalog = bench.messages_only_catalog(code, sim, dataset)
+                alone = bench.run(code, sim, config, catalog=catalog)
+                alone_ok = bench.check_records(
+                    alone, dataset, f"{shape.title}, messages alone", streams=("messages",)
+                )
+                rates = [rate_text(full.per_second[e]) for e in ENDPOINTS]
+                found[code.label] = [
+                    start, code.label, duration(full.seconds), duration(ceiling),
+                    f"{full.seconds / ceiling:.2f}", duration(alone.seconds),
+                    f"{alone.seconds / full.seconds:.2f}", *rates, per_endpoint(full.requests),
+                    str(full.throttled + alone.throttled),
+                    f"{full.exit_code} / {alone.exit_code}", f"{full_ok}; {alone_ok}",
+                ]  # fmt: skip
+        rows += in_order(codes, found)
+    table(
+        ["start_date", "code", "full run", "ceiling", "full / ceiling", "messages alone",
+         "messages alone / full", "conversations req/s", "messages req/s", "requests (full)",
+         "HTTP 429", "exit", "records / dataset"],
+        rows,
+    )  # fmt: skip
+    print(
+        "The ceiling: the busier endpoint's floor (pages of 100) at 3 requests/s. Goals for "
+        f"new: full run within 1.1x of the ceiling, messages alone / full >= 0.85; at "
+        f"{latency:g} s latency each endpoint >= 0.9 of 3 requests/s (its mean rate from its "
+        "first to its last request)."
+    )
+
+
+def request_rate_per_endpoint(
+    bench: Bench, codes: list[Code], shape: Shape, dataset: Dataset, latency: float
+) -> None:
+    """Each endpoint's request rate over a long export, where the start and the end of a
+    run weigh little."""
+    print(f"\n### Request rate per endpoint: {describe(shape, dataset)}\n")
+    print(
+        f"Simulator at 3 requests/s per endpoint and {latency:g} s latency, the tap's default "
+        "settings. Each endpoint's mean rate from its first to its last request."
+    )
+    found: dict[str, list[str]] = {}
+    options = SimulatorOptions(rate_limit=API_RATE, latency=latency)
+    with Simulator(dataset, options) as sim:
+        for code in new_first(codes):
+            run = bench.run(code, sim, bench.config(sim, dataset))
+            ok = bench.check_records(run, dataset, f"{shape.title}, rates", streams=ENDPOINTS)
+            rates = [rate_text(run.per_second[e]) for e in ENDPOINTS]
+            found[code.label] = [
+                code.label, *rates, per_endpoint(run.requests), duration(run.seconds),
+                str(run.throttled), str(run.exit_code), ok,
+            ]  # fmt: skip
+    table(
+        ["code", "conversations req/s", "messages req/s", "requests", "wall", "HTTP 429",
+         "exit", "records / dataset"],
+        in_order(codes, found),
+    )  # fmt: skip
+    print(f"Goal for new: at {latency:g} s latency each endpoint >= 0.9 of 3 requests/s.")
