@@ -10,6 +10,7 @@ STATE message never claims a window whose records are not all out.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import math
 import sys
@@ -22,12 +23,13 @@ from singer_sdk import typing as th
 from singer_sdk.exceptions import AbortedSyncExceptionBase
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.helpers.types import Context
+from singer_sdk.singerlib import RecordMessage
 from typing_extensions import override
 
 from tap_deepconverse.client import Counters, ExportClient, Page, WindowQueries
 from tap_deepconverse.conversation_changes import STATE_KEY as CHANGES_STATE_KEY
 from tap_deepconverse.conversation_changes import ConversationWatch, Note, seen_in
-from tap_deepconverse.errors import DeepConverseError
+from tap_deepconverse.errors import DeepConverseError, RecordTooDeepError
 from tap_deepconverse.extraction import Extraction, WindowDone, log_time
 from tap_deepconverse.fetching import WindowFetcher, WindowJob, WindowSplit
 from tap_deepconverse.prefetch import Pipeline
@@ -97,7 +99,7 @@ class ExportStream(Stream):
     # Fields that may hold any JSON value (see any_json).
     any_json_fields: ClassVar[tuple[str, ...]] = ()
     # Records are shaped to the run's schema before they are yielded (``records``): the
-    # SDK's recursive conformance pass, a third of the CPU per record, would find nothing.
+    # SDK's conformance pass would find nothing (see also _write_record_message).
     TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
 
     def __init__(self, tap: Tap, run: ExportRun) -> None:
@@ -296,6 +298,38 @@ class ExportStream(Stream):
 
     def observe(self, bot_name: str, window: Window, record: dict[str, Any]) -> None:
         """A shaped record of ``bot_name`` that ``window`` returned, about to be emitted."""
+
+    @cached_property
+    def deselected_fields(self) -> tuple[str, ...]:
+        mask = self.mask
+        return tuple(f for f in self.schema["properties"] if not mask[("properties", f)])
+
+    @override
+    def _write_record_message(self, record: dict[str, Any]) -> None:
+        """The SDK's record path without its recursive walk of the selection, which costs a
+        third of the tap's CPU per record (measured: 1.4x the CPU of a 90,000-record export
+        with it): only top-level fields can be deselected here, nested objects being open
+        JSON. The SDK's path stays correct should this override ever not be called."""
+        for field in self.deselected_fields:
+            record.pop(field, None)
+        try:
+            for stream_map in self.stream_maps:
+                mapped = stream_map.transform(record)
+                if mapped is not None:
+                    self._tap.write_message(
+                        RecordMessage(
+                            stream=stream_map.stream_alias,
+                            record=mapped,
+                            version=self._stream_version,
+                            time_extracted=datetime.datetime.now(datetime.timezone.utc),
+                        )
+                    )
+        except RecursionError:
+            raise RecordTooDeepError(
+                f"A record of {self.name} is nested too deep to be written; stopping. "
+                "Please report the answer's shape."
+            ) from None
+        self.state_manager.is_flushed = False
 
     def finish_window(self, context: Context, window: Window) -> None:
         """Every record of ``window`` is out: move the bot's bookmark to its end and emit it

@@ -37,6 +37,11 @@ METHODS: dict[str, tuple[Any, str, str]] = {
         "overridden to turn off per-record bookmarks: a window's end is the bookmark",
     ),
     "_write_state_message": (Stream, "(self)", "writes the STATE after each finished window"),
+    "_write_record_message": (
+        Stream,
+        "(self, record)",
+        "overridden: the SDK's record path without its walk of the selection (CPU)",
+    ),
     "_handle_termination": (
         Tap,
         "(self, signum, frame)",
@@ -50,6 +55,8 @@ METHODS: dict[str, tuple[Any, str, str]] = {
     "_reset_state_progress_markers": (Tap, "(self)", "called by the tap's own sync_all"),
 }
 ATTRIBUTES: dict[str, str] = {
+    "_tap": "the stream's tap, through which its RECORD messages are written",
+    "_stream_version": "the version of the stream's RECORD messages, as the SDK writes it",
     "_state_writer": "the tap's state writer, replaced by one that copies the state atomically",
     "_config": "the settings as given, validated by the tap's _validate_config",
     "_last_emitted_state": "read and set by AtomicStateWriter, as StateWriter does",
@@ -116,6 +123,9 @@ def test_private_sdk_attributes_are_still_set_and_used() -> None:
     # The SDK writes every STATE through the writer the tap put in place.
     assert isinstance(tap.state_writer, AtomicStateWriter), "Tap.state_writer is not _state_writer"
     assert isinstance(tap.message_writer, RecordBatchingWriter)
+    stream = tap.streams["messages"]
+    for name in ("_tap", "_stream_version"):
+        assert name in vars(stream), f"singer-sdk no longer sets Stream.{name} ({ATTRIBUTES[name]})"
     writer = StateWriter(MsgSpecWriter())
     for name in ("_last_emitted_state", "_message_writer"):
         assert name in vars(writer), f"singer-sdk no longer sets StateWriter.{name}"
@@ -125,6 +135,8 @@ def test_private_sdk_attributes_are_still_set_and_used() -> None:
     ("caller", "call", "why"),
     [
         (Stream._sync_records, "self._increment_stream_state(", "per-record bookmarks"),
+        (Stream._sync_records, "self._write_record_message(", "the record path"),
+        (Stream._generate_record_messages, "version=self._stream_version", "RECORD version"),
         (Stream._write_state_message, "self._tap.state_writer.write_state(", "state writer"),
         (Stream.sync, SDK_SYNC_FAILED, "the ERROR line the tap leaves out for explained stops"),
         (Tap.sync_all, "self._reset_state_progress_markers()", "what the tap's sync_all repeats"),
