@@ -84,7 +84,9 @@ RETRIED_EXCEPTIONS: tuple[type[Exception], ...] = (
 )
 
 
-# The API keys of this process, masked in any text that came from the API.
+# The API keys of this process, masked in any text that came from the API. Process-wide on
+# purpose, unlike a run's state: errors are logged where no run exists (a tap that failed to
+# start), and masking a key another tap of the process registered can only hide more.
 _secrets: set[str] = set()
 MASK = "***"
 
