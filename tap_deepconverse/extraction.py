@@ -26,14 +26,6 @@ from tap_deepconverse.windows import RecentIds, Window
 
 
 @dataclass(frozen=True)
-class PageRecords:
-    """The records of one page, ready to be written, and the window they belong to."""
-
-    window: Window
-    records: list[dict[str, Any]]
-
-
-@dataclass(frozen=True)
 class WindowDone:
     """Every record of ``window`` is out: the bot's bookmark may move to its end."""
 
@@ -62,9 +54,11 @@ class Extraction:
         self.counters = counters
         self.logger = logger
 
-    def bot_records(self, bot_name: str) -> Iterator[PageRecords | WindowDone]:
-        """Every record of the bot's windows, page by page, each window followed by its
-        :class:`WindowDone`; one copy of each record (the newest) across window edges."""
+    def bot_records(self, bot_name: str) -> Iterator[tuple[Window, dict[str, Any]] | WindowDone]:
+        """Every record of the bot's windows with the window it came in, each window followed
+        by its :class:`WindowDone`; one copy of each record (the newest) across window
+        edges. One page's records are held at a time: a page is shaped only once the last
+        one's records are all out."""
         planner = self.windows.planners[bot_name]
         first, stop = planner.start, planner.stop
         if first >= stop:
@@ -93,8 +87,8 @@ class Extraction:
                     # pieces has none of its own, and its first piece borders that range.
                     recent.next_window()
                 tally.pages += 1
-                records = self.page_records(page, window, tally)
-                yield PageRecords(window, new_copies(records, recent, self.shaper.time_key, tally))
+                for record in self.new_records(page, window, recent, tally):
+                    yield window, record
             self.counters.add(
                 records=tally.emitted,
                 duplicates=tally.duplicates + tally.older,
@@ -131,16 +125,20 @@ class Extraction:
                 to_go,
             )
 
-    def page_records(self, page: Page, window: Window, tally: WindowTally) -> list[dict[str, Any]]:
+    def new_records(
+        self, page: Page, window: Window, recent: RecentIds, tally: WindowTally
+    ) -> list[dict[str, Any]]:
+        """A page's records, shaped, that are not yet out (or newer than the copy that is)."""
         decoded = self.client.records(page)
         tally.repaired += decoded.repaired
         try:
-            return self.shaper.page_records(decoded.items, tally)
+            records = self.shaper.page_records(decoded.items, tally)
         except RecursionError:
             raise RecordTooDeepError(
                 f"A record of {self.stream_name}, window {window_text(window)}, is nested too "
                 "deep to be written; stopping. Please report the answer's shape."
             ) from None
+        return new_copies(records, recent, self.shaper.time_key, tally)
 
     def where(self, bot_name: str, window: Window) -> str:
         return f"{self.stream_name} for bot '{bot_name}', window {window_text(window)}"

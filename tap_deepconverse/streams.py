@@ -292,9 +292,9 @@ class ExportStream(Stream):
             if isinstance(item, WindowDone):
                 self.finish_window(context, item.window)
                 continue
-            for record in item.records:
-                self.observe(bot_name, item.window, record)
-                yield record
+            window, record = item
+            self.observe(bot_name, window, record)
+            yield record
 
     def observe(self, bot_name: str, window: Window, record: dict[str, Any]) -> None:
         """A shaped record of ``bot_name`` that ``window`` returned, about to be emitted."""
