@@ -353,7 +353,8 @@ class WindowFetcher:
         stop = max(self.source.planners[job.bot].stop, window.end)
         missing = 0
         with self.readings.probing:
-            for start in (window.start + self.covered(window, reach), stop - window.length):
+            # The rest of the range from the tail on, then the window's length before stop.
+            for start in (window.start, stop - window.length):
                 covered = self.covered(window, reach)
                 # Once the API has shown a limit, a longer probe would be refused or cut.
                 limited = self.readings.longest(self.stream_name) is not None
