@@ -37,6 +37,7 @@ from tap_deepconverse.readings import DAY_SECONDS
 from tap_deepconverse.records import BOT_FIELD, EXTRA_FIELD, RecordRules, RecordShaper
 from tap_deepconverse.run import ExportRun
 from tap_deepconverse.timestamps import (
+    UTC,
     format_timestamp,
     from_unix_seconds,
     parse_timestamp,
@@ -321,7 +322,7 @@ class ExportStream(Stream):
                             stream=stream_map.stream_alias,
                             record=mapped,
                             version=self._stream_version,
-                            time_extracted=datetime.datetime.now(datetime.timezone.utc),
+                            time_extracted=datetime.datetime.now(UTC),
                         )
                     )
         except RecursionError:
