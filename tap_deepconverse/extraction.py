@@ -96,13 +96,12 @@ class Extraction:
                 windows=1,
             )
             self.shaper.report(self.where(bot_name, window), tally, self.logger)
-            if release_at is not None and window.end >= release_at:
-                recent.release()
-                release_at = None
             if split is not None:
                 if tally.pages:
                     recent.hold()
-                    release_at = max(piece.window.end for piece in split.jobs)
+                    # A piece cut in turn keeps what its window's pages held until both end.
+                    ends = [piece.window.end for piece in split.jobs]
+                    release_at = max(ends if release_at is None else [*ends, release_at])
                 # The pieces cover the rest: the bookmark moves only as they are written.
                 if split.done_until > window.start:
                     yield WindowDone(Window(window.start, split.done_until))
@@ -113,6 +112,9 @@ class Extraction:
                     log_time(split.done_until),
                 )
                 continue
+            if release_at is not None and window.end >= release_at:
+                recent.release()  # the last piece of a window cut mid-chain is done
+                release_at = None
             yield WindowDone(window)
             done, seconds, to_go = progress.window_done(window)
             self.logger.info(

@@ -41,6 +41,7 @@ from tap_deepconverse.readings import ApiReadings, length_text
 from tap_deepconverse.timestamps import epoch_microseconds
 from tap_deepconverse.windows import (
     MAX_CHAINED_PAGES,
+    Scout,
     Window,
     WindowPlanner,
     chain_rest,
@@ -51,6 +52,9 @@ from tap_deepconverse.windows import (
 )
 
 _MICROS = 1_000_000
+# Longest a scout's rest waits for the scout's count (a few answers of a slow API); past it,
+# the rest is scouted again itself.
+SCOUT_WAIT_SECONDS = 60.0
 
 
 @dataclass(frozen=True, order=True)
@@ -80,7 +84,8 @@ class WindowSource:
         self.planners = planners
         self.readings = readings
         self.endpoint = endpoint
-        self._lock = threading.Lock()
+        # Also signalled when a window reports or is replaced: a scout's rest waits for it.
+        self._lock = threading.Condition()
 
     def next_job(self, only: str | None = None) -> WindowJob | None:
         longest = self.readings.longest(self.endpoint)
@@ -101,19 +106,36 @@ class WindowSource:
             self.planners[job.bot].note_dense(job.window)
 
     def replaced(self, job: WindowJob) -> None:
-        if job.planned:
-            with self._lock:
-                self.planners[job.bot].replaced(job.window)
-
-    def density(self, bot: str) -> float | None:
         with self._lock:
-            return self.planners[bot].density
+            self.planners[job.bot].replaced(job.window, planned=job.planned)
+            self._lock.notify_all()
+
+    def await_scout(self, job: WindowJob, timeout: float) -> None:
+        """Wait until the scout of ``job``'s window (if it is one's rest) has reported or
+        was cut, at most ``timeout`` seconds (then the window goes by what else tells). The
+        scout comes first in the pipeline, so it is fetched or queued ahead of its rest."""
+        planner = self.planners[job.bot]
+        with self._lock:
+            self._lock.wait_for(lambda: not planner.scout_pending(job.window), timeout)
+
+    def density(self, bot: str, window: Window) -> float | None:
+        with self._lock:
+            return self.planners[bot].density_near(window)
+
+    def expected_records(self, bot: str, window: Window) -> float | None:
+        with self._lock:
+            return self.planners[bot].expected_records(window)
+
+    def note_scout(self, bot: str, scout: Scout) -> None:
+        with self._lock:
+            self.planners[bot].note_scout(scout)
 
     def observe(self, job: WindowJob, records: int, target: float) -> None:
         with self._lock:
             self.planners[job.bot].observe(
                 job.window, records, target_records=target, planned=job.planned
             )
+            self._lock.notify_all()
 
 
 class AnswerReach:
@@ -171,6 +193,7 @@ class WindowFetcher:
     def window_pages(self, job: WindowJob) -> Iterator[Page | WindowSplit]:
         """Every page of one window, or a split into pieces; tells the planner what it held."""
         window = job.window
+        self.source.await_scout(job, SCOUT_WAIT_SECONDS)
         queries = self.queries.of(job.bot, window)
         pages: Iterable[Page]
         if len(queries) == 1:
@@ -186,7 +209,8 @@ class WindowFetcher:
         reach = AnswerReach(self.record_time) if window.length > complete else None
         records = 0
         dense = False
-        # Times in the order served, while a long chain may yet be cut (served in time order).
+        target = target_records(self.per_page, cursor_followed=self.readings.paging_trusted)
+        # Times in the order served, while a long chain may yet be cut.
         served: list[int] | None = [] if len(queries) == 1 else None
         for number, page in enumerate(pages, start=1):
             self.counters.add(pages=1)
@@ -204,20 +228,22 @@ class WindowFetcher:
                     served.extend(self.times_of(keys))
             yield page
             if served is not None and page.cursor is not None and number >= MAX_CHAINED_PAGES:
-                rest = chain_rest(window, served, per_page=max(page.count, 1))
+                rest = chain_rest(window, served, per_page=max(page.count, 1), pages=number)
                 if rest is not None:
-                    # Denser than planned: what is left goes on as pieces in parallel.
+                    # Denser than planned: what is left goes on as pieces in parallel, and
+                    # the bot's next windows are sized to what the chain showed.
                     self.source.replaced(job)
-                    yield WindowSplit(self.pieces(job, rest[1]), done_until=rest[0])
+                    self.source.observe(
+                        WindowJob(job.bot, window, planned=False), round(rest.records), target
+                    )
+                    yield WindowSplit(self.pieces(job, rest.pieces), done_until=rest.done_until)
                     return
-                served = None  # not in time order: nothing to cut the chain by
         if reach is not None:
             split = self.check_tail(job, reach)
             if split is not None:
                 self.source.replaced(job)
                 yield split
                 return
-        target = target_records(self.per_page, cursor_followed=self.readings.paging_trusted)
         self.source.observe(job, records, target)
 
     def pieces(self, job: WindowJob, windows: Iterable[Window]) -> tuple[WindowJob, ...]:
@@ -287,8 +313,11 @@ class WindowFetcher:
                 window,
                 self.times_of(self.page_keys(first)),
                 per_page=max(first.count, 1),
-                prior_density=self.source.density(query.bot_name),
+                prior_records=self.source.expected_records(query.bot_name, window),
             )
+            if isinstance(pieces, Scout):
+                self.source.note_scout(query.bot_name, pieces)
+                return pieces.pieces
             if pieces is not None:
                 return pieces
         return first, pages

@@ -339,7 +339,7 @@ class ExportStream(Stream):
         state["replication_key"] = self.replication_key
         state["replication_key_value"] = format_timestamp(from_unix_seconds(window.end))
         state[COMPLETE_WINDOW_KEY] = self.run.readings.complete_length(self.name)
-        density = self.run.windows[self.name].density(context["bot_name"])
+        density = self.run.windows[self.name].density(context["bot_name"], window)
         if density is not None:
             # A whole number: loaders read the state back with Decimal and some (SDK targets)
             # cannot write a Decimal out again.

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import deque
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
@@ -76,15 +77,26 @@ MAX_GROWTH_EMPTY = 8
 # A window at most this much longer than the longest shown complete is cut to that length.
 NEAR_COMPLETE = 0.9
 MIN_WINDOW_SECONDS = 60
-RECENT_WEIGHT = 0.5  # the density is a sum of recent windows' counts, each earlier one halved
+# A density is the records a second of the reported windows nearest in time to where it is
+# wanted, as many as span a day: traffic has busy hours and quiet ones, and pieces cut at a
+# sample's quantiles vary in density by design.
+DENSITY_SPAN_SECONDS = 86_400
+RECENT_OBSERVATIONS = 32
 # Pages one window may fetch one after the other (each needs the previous cursor); a window
 # found to hold more is fetched as shorter windows in parallel instead.
 MAX_CHAINED_PAGES = 4.5
-# Pieces a dense window is cut into when nothing tells how dense it is (the API's order is
-# not by time and no earlier window of the bot reported a count): pieces dense again are cut
-# again, so a window of any size ends in pieces of a few pages.
-BLIND_PIECES = 4
+# A dense window whose count nothing tells (records in no time order, no window of the bot
+# reported yet) is cut in two: a scout, from its start to the time before which its first
+# page holds this share of its records, and the rest. The rest is not asked before the
+# scout has reported: as many records as the scout, times the ratio of their shares in the
+# page (a random sample of the window), whatever their times.
+SCOUT_SHARE = 1 / 16
 MAX_PIECES = 64
+# A chain in no time order that goes past MAX_CHAINED_PAGES has served a sample of its
+# window, and the window is taken to hold this many times the sample: too high costs a
+# request per piece for little, too low lets the pieces chain (and be cut) again.
+CHAIN_ESTIMATE_FACTOR = 2
+MAX_UNORDERED_CHAIN = 12
 
 
 def next_length(
@@ -136,10 +148,15 @@ class WindowPlanner:
         self.proven = 0  # the longest window that has reported or shown to be dense
         self.reported = False
         self.in_flight = 0  # planned windows not yet finished or replaced by pieces
-        # Records a second in the last windows reported (or in an earlier run's).
-        self.density = density
-        self._records = 0.0
-        self._seconds = 0.0
+        self._prior_density = density  # an earlier run's, until this run's windows report
+        self._observed: deque[tuple[Window, float]] = deque(maxlen=RECENT_OBSERVATIONS)
+        # Scouts by their own window and by their rest's; a scout's count once it reported
+        # (None when it was cut into pieces that tell nothing); and the scout a scout's
+        # window was itself scouted for, whose count follows from it.
+        self._scouts: dict[Window, Scout] = {}
+        self._rests: dict[Window, Scout] = {}
+        self._scout_counts: dict[Window, float | None] = {}
+        self._scouted_for: dict[Window, Scout] = {}
 
     @property
     def all_planned(self) -> bool:
@@ -181,10 +198,13 @@ class WindowPlanner:
         if not self.reported:
             self.length = max(MIN_WINDOW_SECONDS, min(self.length, window.length // 2))
 
-    def replaced(self, window: Window) -> None:
-        """A planned window is fetched as pieces instead (each reports as it finishes)."""
-        self.in_flight -= 1
-        self.note_dense(window)
+    def replaced(self, window: Window, *, planned: bool = True) -> None:
+        """A window is fetched as pieces instead (each reports as it finishes)."""
+        if window not in {outer.window for outer in self._scouted_for.values()}:
+            self._settle_scout(window, None)
+        if planned:
+            self.in_flight -= 1
+            self.note_dense(window)
 
     def observe(
         self, window: Window, records: int, *, target_records: float, planned: bool = True
@@ -194,20 +214,109 @@ class WindowPlanner:
         if planned:
             self.in_flight -= 1
         self.reported = True
-        # Recent windows weigh more, but not one alone: pieces cut at a sample's quantiles
-        # vary in density by design.
-        self._records = self._records * RECENT_WEIGHT + records
-        self._seconds = self._seconds * RECENT_WEIGHT + window.length
-        self.density = self._records / self._seconds
+        seen = self._settle_scout(window, records) or (window, records)
+        if seen[1] and not any(count for _, count in self._observed):
+            # The first records: the empty range before them (a start_date set before the
+            # bot's first record) says nothing of the density from here on.
+            self._observed.clear()
+        self._observed.append(seen)
         self.proven = max(self.proven, window.length)
+        near = self._near(self._frontier)
         self.length = next_length(
             self.length,
-            observed_seconds=round(self._seconds),
-            observed_records=round(self._records),
+            observed_seconds=sum(w.length for w, _ in near),
+            observed_records=round(sum(count for _, count in near)),
             target_records=target_records,
             shortest=MIN_WINDOW_SECONDS,
             longest=self.longest,
         )
+
+    def note_scout(self, scout: Scout) -> None:
+        """A window was cut around a scout: its count will tell the rest's."""
+        self._scouts[scout.window] = scout
+        self._rests[scout.rest] = scout
+        outer = self._scouts.get(Window(scout.window.start, scout.rest.end))
+        if outer is not None and outer.window not in self._scout_counts:
+            self._scouted_for[scout.window] = outer  # a scout itself too dense to tell
+
+    def scout_pending(self, window: Window) -> bool:
+        """True while ``window`` is the rest of a scout that has not yet reported."""
+        scout = self._rests.get(window)
+        return scout is not None and scout.window not in self._scout_counts
+
+    def expected_records(self, window: Window) -> float | None:
+        """How many records ``window`` holds, as far as other windows tell: its scout's
+        count times the ratio of their shares (None if the scout was cut), else the density
+        of its neighbours; None when nothing has reported."""
+        scout = self._rests.get(window)
+        if scout is not None:
+            # A scout cut into pieces tells nothing: the rest is scouted in turn.
+            count = self._scout_counts.get(scout.window)
+            return None if count is None else count * scout.ratio
+        density = self.density_near(window)
+        return None if density is None else density * window.length
+
+    def _settle_scout(self, window: Window, records: float | None) -> tuple[Window, float] | None:
+        """Note a scout's count (None: it tells nothing). Returns the window it was cut from
+        with the count that window is estimated to hold, for the density: the scout alone
+        spans too few hours to tell it."""
+        scout = self._scouts.get(window)
+        if scout is None:
+            return None
+        self._scout_counts[window] = records
+        whole = None
+        if records is not None:
+            whole = Window(scout.window.start, scout.rest.end), records * (1 + scout.ratio)
+        outer = self._scouted_for.pop(window, None)
+        if outer is not None:  # the window it was the scout of holds its count and its rest's
+            return self._settle_scout(outer.window, None if whole is None else whole[1])
+        return whole
+
+    @property
+    def density(self) -> float | None:
+        """Records a second where the next window starts."""
+        return self.density_near(self._frontier)
+
+    def density_near(self, window: Window) -> float | None:
+        """Records a second in the reported windows nearest ``window`` in time (densities
+        change over a bot's history; a window's neighbours tell most of it), or an earlier
+        run's density while none has reported."""
+        near = self._near(window)
+        if not near:
+            return self._prior_density
+        return sum(count for _, count in near) / sum(w.length for w, _ in near)
+
+    @property
+    def _frontier(self) -> Window:
+        return Window(self.next_start - 1, self.next_start)
+
+    def _near(self, window: Window) -> list[tuple[Window, float]]:
+        """The reported windows nearest ``window`` in time, enough of them to span a day."""
+
+        def gap(seen: tuple[Window, float]) -> int:
+            return max(0, seen[0].start - window.end, window.start - seen[0].end)
+
+        near: list[tuple[Window, float]] = []
+        for seen in sorted(self._observed, key=gap):
+            near.append(seen)
+            if sum(w.length for w, _ in near) >= DENSITY_SPAN_SECONDS:
+                break
+        return near
+
+
+@dataclass(frozen=True)
+class Scout:
+    """A dense window nothing told the count of, cut in two: ``window``, the scout, holds a
+    share of its first page's records that tells the count of ``rest``: ``ratio`` times
+    the scout's (the shares of a random sample are those of the whole)."""
+
+    window: Window
+    rest: Window
+    ratio: float
+
+    @property
+    def pieces(self) -> list[Window]:
+        return [self.window, self.rest]
 
 
 def dense_pieces(
@@ -215,18 +324,20 @@ def dense_pieces(
     sample: Sequence[int],
     *,
     per_page: int,
-    prior_density: float | None,
-) -> list[Window] | None:
+    prior_records: float | None,
+) -> list[Window] | Scout | None:
     """The pieces to fetch in parallel instead of a window whose first page (``sample``: its
     records' times in the order served, Unix seconds) came with a cursor; None when the
     window holds few enough pages to follow its cursor.
 
     How many records the window holds is estimated from what tells: the page itself when
-    the API serves in time order (its span covers a known share of the window), else the
-    bot's last reported density, else nothing (:data:`BLIND_PIECES`). Pieces are cut at the
-    sample's quantiles when it is a sample of the whole window, so that each holds about as
-    many records wherever in the window they are; evenly over the part the records are in
-    when it is in time order."""
+    the API serves in time order (its span covers a known share of the window), else
+    ``prior_records`` (from the bot's reported windows). When nothing tells (no order,
+    nothing reported yet, or a prior of less than half a page, which the cursor belies), a
+    :class:`Scout` is cut off its start (see :data:`SCOUT_SHARE`).
+    Pieces are cut at the sample's quantiles when it is a sample of the whole window, so
+    that each holds about as many records wherever in the window they are; evenly over the
+    part the records are in when it is in time order."""
     inside = sorted(t for t in sample if window.start - EDGE_OVERLAP_SECONDS <= t <= window.end)
     if len(inside) < 2:
         return None  # no times to go by: the cursor still gets every record
@@ -237,46 +348,80 @@ def dense_pieces(
         covered = max(last_time - first_time, 1)
         rest = window.end - first_time if ascending else last_time + 1 - window.start
         records = len(sample) * max(rest, covered) / covered
-    elif prior_density:
-        records = prior_density * window.length
-    else:
-        records = BLIND_PIECES * PAGES_PER_WINDOW * WHOLE_PAGES_MARGIN * per_page
+    elif prior_records is not None and prior_records >= per_page / 2:
+        records = prior_records
+    else:  # nothing told, or what told is stale: the page already holds far more
+        share = max(2, round(len(inside) * SCOUT_SHARE))
+        end = inside[share]
+        if not window.start < end < window.end:
+            return list(halves(window))
+        ratio = (len(inside) - share) / share
+        return Scout(Window(window.start, end), Window(end, window.end), ratio)
     pages = max(records / per_page, 2.0)  # a cursor came: more than one page
     if pages <= MAX_CHAINED_PAGES:
         return None
-    count = min(MAX_PIECES, math.ceil(pages / (PAGES_PER_WINDOW * WHOLE_PAGES_MARGIN)))
+    count = _piece_count(pages)
     if ascending:
         cuts = _even_cuts(max(first_time, window.start), window.end, count)
     elif descending:
         cuts = _even_cuts(window.start, min(last_time + 1, window.end), count)
     else:
-        cuts = [inside[len(inside) * i // count] for i in range(1, count)]
+        cuts = _quantile_cuts(inside, count)
     return _tile(window, cuts) or _even(window, 2)
 
 
+@dataclass(frozen=True)
+class ChainRest:
+    """What replaces a window whose cursor chain went on too long: its records before
+    ``done_until`` are out (none when it is the window's start), ``pieces`` fetch the rest,
+    and the window is estimated to hold ``records`` in all."""
+
+    done_until: int
+    pieces: list[Window]
+    records: float
+
+
 def chain_rest(
-    window: Window, times: Sequence[int], *, per_page: int
-) -> tuple[int, list[Window]] | None:
-    """A window whose cursor chain has gone :data:`MAX_CHAINED_PAGES` pages and goes on: when
-    the API serves it in time order (``times``: the records' times as served), the part not
-    yet served is a range of its own, fetched as pieces instead. Returns the time up to which
-    the window's records are all out, and the pieces; None when the order is not by time.
-    The density seen so far sizes the pieces."""
-    if len(times) < 2:
+    window: Window, times: Sequence[int], *, per_page: int, pages: int
+) -> ChainRest | None:
+    """A window whose cursor chain has gone :data:`MAX_CHAINED_PAGES` pages and goes on is
+    fetched as pieces instead (``times``: its records' times as served). Served in time
+    order, the part not yet served is a range of its own, sized by the density seen so far.
+    Served in no order, the pages so far are a sample of the whole window, and nothing tells
+    how much is left: the whole window is fetched again as pieces cut at the sample's
+    quantiles, sized as if it held :data:`CHAIN_ESTIMATE_FACTOR` times what was served. None
+    when there are no times to go by."""
+    inside = sorted(t for t in times if window.start <= t < window.end)
+    if len(inside) < 2:
         return None
-    ordered = sorted(times)
-    if list(times) == ordered:
-        done, rest = times[-1], Window(max(times[-1], window.start), window.end)
-    elif list(times) == ordered[::-1]:
-        done, rest = window.start, Window(window.start, min(times[-1] + 1, window.end))
+    if list(times) == sorted(times):
+        done = min(max(times[-1], window.start), window.end)
+        rest = (done, window.end)
+    elif list(times) == sorted(times, reverse=True):
+        done = window.start
+        rest = (window.start, min(max(times[-1] + 1, window.start), window.end))
+    elif pages < MAX_UNORDERED_CHAIN:
+        return None
     else:
-        return None
-    if rest.length < 2:
-        return None
-    density = len(times) / max(ordered[-1] - ordered[0], 1)
-    pages = density * rest.length / per_page
-    count = min(MAX_PIECES, max(2, math.ceil(pages / (PAGES_PER_WINDOW * WHOLE_PAGES_MARGIN))))
-    return max(done, window.start), _even(rest, count) or [rest]
+        records = CHAIN_ESTIMATE_FACTOR * len(times)
+        cuts = _quantile_cuts(inside, _piece_count(records / per_page))
+        return ChainRest(window.start, _tile(window, cuts) or _even(window, 2), records)
+    if rest[1] - rest[0] < 2:
+        return None  # nothing left worth cutting: the chain goes on
+    density = len(inside) / max(inside[-1] - inside[0], 1)
+    left = Window(*rest)
+    pieces = _even(left, max(2, _piece_count(density * left.length / per_page))) or [left]
+    return ChainRest(done, pieces, len(times) + density * left.length)
+
+
+def _piece_count(pages: float) -> int:
+    """Pieces to cut ``pages`` into, each of about :data:`PAGES_PER_WINDOW` pages."""
+    return min(MAX_PIECES, math.ceil(pages / (PAGES_PER_WINDOW * WHOLE_PAGES_MARGIN)))
+
+
+def _quantile_cuts(ordered: Sequence[int], count: int) -> list[int]:
+    """The points that cut a sorted sample of times into ``count`` parts of equal counts."""
+    return [ordered[len(ordered) * i // count] for i in range(1, count)]
 
 
 def _even_cuts(start: int, end: int, count: int) -> list[int]:
@@ -349,7 +494,9 @@ class RecentIds:
 
     def hold(self) -> None:
         """Keep the current window's ids until :meth:`release`: the pieces that fetch the
-        rest of it may meet its records at their far end, several windows later."""
+        rest of it may meet its records at their far end, several windows later; and the
+        previous window's, which its first piece borders."""
+        self._held.update(self._previous)
         self._held.update(self._current)
 
     def release(self) -> None:

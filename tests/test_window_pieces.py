@@ -4,10 +4,18 @@ what a run learns of the API."""
 from __future__ import annotations
 
 import itertools
+import math
+
+import pytest
 
 from tap_deepconverse.readings import ApiReadings
 from tap_deepconverse.windows import (
+    CHAIN_ESTIMATE_FACTOR,
     MAX_PIECES,
+    MAX_UNORDERED_CHAIN,
+    SCOUT_SHARE,
+    RecentIds,
+    Scout,
     Window,
     WindowPlanner,
     chain_rest,
@@ -31,7 +39,7 @@ def test_a_page_in_time_order_tells_how_dense_the_rest_is() -> None:
     window = Window(0, 20 * DAY)
     # Nothing for 10 days, then 100 records in the first hour of day 10: served in order.
     sample = [10 * DAY + i * 36 for i in range(100)]
-    pieces = dense_pieces(window, sample, per_page=100, prior_density=None)
+    pieces = dense_pieces(window, sample, per_page=100, prior_records=None)
     assert pieces is not None
     assert tiles(window, pieces)
     # Ten days at 100 records an hour is 240 pages: as many pieces as allowed, all cut in
@@ -44,31 +52,148 @@ def test_a_page_in_no_order_is_cut_at_its_quantiles_by_the_prior_density() -> No
     window = Window(0, DAY)
     sample = [(i * 7919) % DAY for i in range(100)]  # spread over the day, out of order
     # 1,000 records a day at 100 a page: 10 pages, in pieces of about 3.6 pages.
-    pieces = dense_pieces(window, sample, per_page=100, prior_density=1000 / DAY)
+    pieces = dense_pieces(window, sample, per_page=100, prior_records=1000)
     assert pieces is not None
     assert tiles(window, pieces)
     assert len(pieces) == 3
     # No prior: cut blindly; few pages by the prior: the cursor is followed.
-    assert dense_pieces(window, sample, per_page=100, prior_density=None) is not None
-    assert dense_pieces(window, sample, per_page=100, prior_density=300 / DAY) is None
+    assert dense_pieces(window, sample, per_page=100, prior_records=None) is not None
+    assert dense_pieces(window, sample, per_page=100, prior_records=300) is None
 
 
 def test_the_rest_of_a_chain_in_time_order_goes_on_as_pieces() -> None:
     window = Window(0, DAY)
     served = list(range(0, 4 * HOUR, 36))  # 400 records in the first 4 hours, ascending
-    done, pieces = chain_rest(window, served, per_page=100) or (None, [])
-    assert done == served[-1]  # every record before the last one served is out
-    assert pieces[0].start == served[-1]
-    assert pieces[-1].end == window.end
-    assert 4 <= len(pieces) <= 6  # 20 hours at 100 an hour, 3.6 pages a piece
+    rest = chain_rest(window, served, per_page=100, pages=5)
+    assert rest is not None
+    assert rest.done_until == served[-1]  # every record before the last one served is out
+    assert rest.pieces[0].start == served[-1]
+    assert rest.pieces[-1].end == window.end
+    assert 4 <= len(rest.pieces) <= 6  # 20 hours at 100 an hour, 3.6 pages a piece
+    assert 2_300 <= rest.records <= 2_500  # 24 hours at 100 an hour
     # Descending: the rest is before the last record served; nothing is out up to it.
     latest = [DAY - 1 - t for t in served]  # the last 4 hours, newest first
-    done, pieces = chain_rest(window, latest, per_page=100) or (None, [])
-    assert done == window.start
-    assert (pieces[0].start, pieces[-1].end) == (0, latest[-1] + 1)
-    assert 4 <= len(pieces) <= 6
-    # In no order: nothing tells what is left.
-    assert chain_rest(window, served[::2] + served[1::2], per_page=100) is None
+    rest = chain_rest(window, latest, per_page=100, pages=5)
+    assert rest is not None
+    assert rest.done_until == window.start
+    assert (rest.pieces[0].start, rest.pieces[-1].end) == (0, latest[-1] + 1)
+    assert 4 <= len(rest.pieces) <= 6
+    # Served up to the window's end: nothing is left to cut, the chain goes on.
+    assert chain_rest(window, [DAY - 2, DAY - 1, DAY], per_page=100, pages=5) is None
+
+
+def test_a_long_chain_in_no_order_is_fetched_again_as_pieces_of_its_sample() -> None:
+    window = Window(0, DAY)
+    # 900 records served out of time order, all in the window's first 6 hours.
+    served = [(i * 7919) % (6 * HOUR) for i in range(900)]
+    assert chain_rest(window, served[:500], per_page=100, pages=5) is None  # not yet
+    rest = chain_rest(window, served, per_page=100, pages=MAX_UNORDERED_CHAIN)
+    assert rest is not None
+    assert rest.done_until == window.start  # what was written is spread over the window
+    assert tiles(window, rest.pieces)
+    assert rest.records == CHAIN_ESTIMATE_FACTOR * len(served)
+    # Cut where the records are, about 3.6 pages a piece.
+    assert len(rest.pieces) == math.ceil(rest.records / 360)
+    assert all(piece.start < 6 * HOUR for piece in rest.pieces)
+
+
+def test_a_dense_window_nothing_tells_of_is_sized_by_a_scout() -> None:
+    window = Window(0, 30 * DAY)
+    # A year's start_date: the window's first 20 days are empty, its records in the last 10.
+    sample = [20 * DAY + (i * 86_413) % (10 * DAY) for i in range(100)]
+    scout = dense_pieces(window, sample, per_page=100, prior_records=None)
+    assert isinstance(scout, Scout)
+    assert tiles(window, scout.pieces)
+    assert scout.pieces[0] == scout.window  # asked first: its rest waits for its count
+    share = round(len(sample) * SCOUT_SHARE)
+    assert scout.window.end == sorted(sample)[share]
+    assert scout.ratio == (len(sample) - share) / share
+    planner = WindowPlanner(0, 30 * DAY, first_length=30 * DAY, longest=30 * DAY)
+    planner.replaced(planner.next_window())
+    planner.note_scout(scout)
+    assert planner.scout_pending(scout.rest)
+    assert planner.expected_records(scout.rest) is None
+    # The rest's count is the scout's times the ratio of their shares in the sample, however
+    # unlike their times: the scout spans 20 empty days.
+    planner.observe(scout.window, 120, target_records=360, planned=False)
+    assert not planner.scout_pending(scout.rest)
+    assert planner.expected_records(scout.rest) == 120 * scout.ratio
+    # The density goes by the whole window's estimate, not by the scout's empty days.
+    assert planner.density_near(scout.rest) == pytest.approx(
+        120 * (1 + scout.ratio) / window.length
+    )
+
+
+def test_a_scout_too_dense_to_tell_is_scouted_in_turn() -> None:
+    window = Window(0, 16 * DAY)
+    sample = [(i * 86_413) % window.length for i in range(160)]
+    outer = dense_pieces(window, sample, per_page=160, prior_records=None)
+    assert isinstance(outer, Scout)
+    planner = WindowPlanner(0, 16 * DAY, first_length=16 * DAY, longest=16 * DAY)
+    planner.replaced(planner.next_window())
+    planner.note_scout(outer)
+    inner_sample = [outer.window.start + (i * 7_919) % outer.window.length for i in range(160)]
+    inner = dense_pieces(outer.window, inner_sample, per_page=160, prior_records=None)
+    assert isinstance(inner, Scout)
+    planner.note_scout(inner)
+    planner.replaced(outer.window, planned=False)  # the outer scout was cut: still pending
+    assert planner.scout_pending(outer.rest)
+    planner.observe(inner.window, 50, target_records=360, planned=False)
+    assert planner.expected_records(outer.rest) == pytest.approx(
+        50 * (1 + inner.ratio) * outer.ratio
+    )
+
+
+def test_a_scout_cut_into_plain_pieces_tells_nothing() -> None:
+    window = Window(0, DAY)
+    sample = [(i * 7_919) % DAY for i in range(100)][::-1]
+    scout = dense_pieces(window, sample, per_page=100, prior_records=None)
+    assert isinstance(scout, Scout)
+    planner = WindowPlanner(0, DAY, first_length=DAY, longest=DAY)
+    planner.replaced(planner.next_window())
+    planner.note_scout(scout)
+    planner.replaced(scout.window, planned=False)
+    assert not planner.scout_pending(scout.rest)  # it need not wait any longer
+    assert planner.expected_records(scout.rest) is None  # and is scouted in turn
+
+
+def test_the_density_of_a_piece_is_that_of_its_neighbours() -> None:
+    planner = WindowPlanner(0, 2 * DAY, first_length=2 * DAY, longest=2 * DAY)
+    planner.replaced(planner.next_window())
+    for start, end, records in ((14, 22, 600), (30, 38, 200), (6, 14, 300), (0, 6, 50)):
+        planner.observe(
+            Window(start * HOUR, end * HOUR), records, target_records=360, planned=False
+        )
+    # Nearest first, until they span a day: the 8 hours on either side, then the 8 before
+    # those; not the first 6 hours, further off.
+    near = planner.density_near(Window(22 * HOUR, 30 * HOUR))
+    assert near is not None
+    assert near * DAY == pytest.approx(1_100)
+
+
+def test_an_empty_lead_in_does_not_dilute_the_density_of_the_first_records() -> None:
+    planner = WindowPlanner(0, 500 * DAY, first_length=31 * DAY, longest=31 * DAY)
+    for _ in range(12):
+        planner.observe(planner.next_window(), 0, target_records=360)
+    planner.observe(planner.next_window(), 3_100, target_records=360)  # 100 a day
+    assert planner.density is not None
+    assert planner.density * DAY == pytest.approx(100)
+    assert planner.length == pytest.approx(3.6 * DAY, rel=0.01)
+
+
+def test_the_ids_before_a_window_cut_mid_chain_are_kept_for_its_first_piece() -> None:
+    recent = RecentIds()
+    recent.add("edge", "2025-01-01T00:00:00Z")  # the window before, at its last second
+    recent.next_window()
+    recent.add("a", "2025-01-01T00:00:05Z")  # a page of the window cut mid-chain
+    recent.hold()
+    recent.next_window()  # its first piece
+    assert recent.add("edge", "2025-01-01T00:00:00Z") == RecentIds.SAME
+    assert recent.add("a", "2025-01-01T00:00:05Z") == RecentIds.SAME
+    recent.release()
+    recent.next_window()
+    recent.next_window()
+    assert recent.add("a", "2025-01-01T00:00:05Z") == RecentIds.FIRST
 
 
 def test_pieces_within_a_length() -> None:
