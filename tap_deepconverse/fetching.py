@@ -229,6 +229,13 @@ class WindowFetcher:
             yield page
             if served is not None and page.cursor is not None and number >= MAX_CHAINED_PAGES:
                 rest = chain_rest(window, served, per_page=max(page.count, 1), pages=number)
+                if isinstance(rest, Scout):
+                    # Denser than planned, and no telling how much: fetched again, sized by
+                    # a scout (the records written so far are not written twice).
+                    self.source.note_scout(job.bot, rest)
+                    self.source.replaced(job)
+                    yield WindowSplit(self.pieces(job, rest.pieces), done_until=window.start)
+                    return
                 if rest is not None:
                     # Denser than planned: what is left goes on as pieces in parallel, and
                     # the bot's next windows are sized to what the chain showed.

@@ -92,10 +92,8 @@ MAX_CHAINED_PAGES = 4.5
 # page (a random sample of the window), whatever their times.
 SCOUT_SHARE = 1 / 16
 MAX_PIECES = 64
-# A chain in no time order that goes past MAX_CHAINED_PAGES has served a sample of its
-# window, and the window is taken to hold this many times the sample: too high costs a
-# request per piece for little, too low lets the pieces chain (and be cut) again.
-CHAIN_ESTIMATE_FACTOR = 2
+# Pages a chain in no time order goes before its window is fetched again around a scout:
+# windows are sized to hold fewer, and those served in no order vary.
 MAX_UNORDERED_CHAIN = 12
 
 
@@ -351,12 +349,7 @@ def dense_pieces(
     elif prior_records is not None and prior_records >= per_page / 2:
         records = prior_records
     else:  # nothing told, or what told is stale: the page already holds far more
-        share = max(2, round(len(inside) * SCOUT_SHARE))
-        end = inside[share]
-        if not window.start < end < window.end:
-            return list(halves(window))
-        ratio = (len(inside) - share) / share
-        return Scout(Window(window.start, end), Window(end, window.end), ratio)
+        return scout_of(window, inside) or list(halves(window))
     pages = max(records / per_page, 2.0)  # a cursor came: more than one page
     if pages <= MAX_CHAINED_PAGES:
         return None
@@ -368,6 +361,16 @@ def dense_pieces(
     else:
         cuts = _quantile_cuts(inside, count)
     return _tile(window, cuts) or _even(window, 2)
+
+
+def scout_of(window: Window, ordered: Sequence[int]) -> Scout | None:
+    """The :class:`Scout` of ``window`` by a sample of its records' times (sorted, all in
+    the window); None when the sample cannot place one."""
+    share = max(2, round(len(ordered) * SCOUT_SHARE))
+    if share >= len(ordered) or not window.start < ordered[share] < window.end:
+        return None
+    end = ordered[share]
+    return Scout(Window(window.start, end), Window(end, window.end), (len(ordered) - share) / share)
 
 
 @dataclass(frozen=True)
@@ -383,14 +386,13 @@ class ChainRest:
 
 def chain_rest(
     window: Window, times: Sequence[int], *, per_page: int, pages: int
-) -> ChainRest | None:
+) -> ChainRest | Scout | None:
     """A window whose cursor chain has gone :data:`MAX_CHAINED_PAGES` pages and goes on is
     fetched as pieces instead (``times``: its records' times as served). Served in time
     order, the part not yet served is a range of its own, sized by the density seen so far.
-    Served in no order, the pages so far are a sample of the whole window, and nothing tells
-    how much is left: the whole window is fetched again as pieces cut at the sample's
-    quantiles, sized as if it held :data:`CHAIN_ESTIMATE_FACTOR` times what was served. None
-    when there are no times to go by."""
+    Served in no order, the pages so far are a sample of the whole window that says nothing
+    of its count: past :data:`MAX_UNORDERED_CHAIN` pages the whole window is fetched again,
+    around a :class:`Scout` placed by that sample. None when the chain goes on."""
     inside = sorted(t for t in times if window.start <= t < window.end)
     if len(inside) < 2:
         return None
@@ -403,9 +405,7 @@ def chain_rest(
     elif pages < MAX_UNORDERED_CHAIN:
         return None
     else:
-        records = CHAIN_ESTIMATE_FACTOR * len(times)
-        cuts = _quantile_cuts(inside, _piece_count(records / per_page))
-        return ChainRest(window.start, _tile(window, cuts) or _even(window, 2), records)
+        return scout_of(window, inside)
     if rest[1] - rest[0] < 2:
         return None  # nothing left worth cutting: the chain goes on
     density = len(inside) / max(inside[-1] - inside[0], 1)

@@ -4,13 +4,11 @@ what a run learns of the API."""
 from __future__ import annotations
 
 import itertools
-import math
 
 import pytest
 
 from tap_deepconverse.readings import ApiReadings
 from tap_deepconverse.windows import (
-    CHAIN_ESTIMATE_FACTOR,
     MAX_PIECES,
     MAX_UNORDERED_CHAIN,
     SCOUT_SHARE,
@@ -82,19 +80,18 @@ def test_the_rest_of_a_chain_in_time_order_goes_on_as_pieces() -> None:
     assert chain_rest(window, [DAY - 2, DAY - 1, DAY], per_page=100, pages=5) is None
 
 
-def test_a_long_chain_in_no_order_is_fetched_again_as_pieces_of_its_sample() -> None:
+def test_a_long_chain_in_no_order_is_fetched_again_around_a_scout() -> None:
     window = Window(0, DAY)
-    # 900 records served out of time order, all in the window's first 6 hours.
-    served = [(i * 7919) % (6 * HOUR) for i in range(900)]
+    # 800 records served out of time order, all in the window's last 6 hours.
+    served = [18 * HOUR + (i * 7919) % (6 * HOUR) for i in range(800)]
     assert chain_rest(window, served[:500], per_page=100, pages=5) is None  # not yet
-    rest = chain_rest(window, served, per_page=100, pages=MAX_UNORDERED_CHAIN)
-    assert rest is not None
-    assert rest.done_until == window.start  # what was written is spread over the window
-    assert tiles(window, rest.pieces)
-    assert rest.records == CHAIN_ESTIMATE_FACTOR * len(served)
-    # Cut where the records are, about 3.6 pages a piece.
-    assert len(rest.pieces) == math.ceil(rest.records / 360)
-    assert all(piece.start < 6 * HOUR for piece in rest.pieces)
+    scout = chain_rest(window, served, per_page=100, pages=MAX_UNORDERED_CHAIN)
+    assert isinstance(scout, Scout)
+    assert tiles(window, scout.pieces)
+    # Its share of the sample, a sixteenth, from the window's start: the empty hours too.
+    assert scout.window.start == window.start
+    assert scout.window.end == sorted(served)[round(len(served) * SCOUT_SHARE)]
+    assert scout.ratio == 15
 
 
 def test_a_dense_window_nothing_tells_of_is_sized_by_a_scout() -> None:
