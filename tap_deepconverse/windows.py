@@ -480,8 +480,10 @@ class RecentIds:
         seen = self._current.get(key)
         if seen is None:
             seen = self._previous.get(key, self._held.get(key))
+            # Known to this window either way: the next one may meet it again at their edge,
+            # after what held it is released.
+            self._current[key] = time if seen is None else max(seen, time)
             if seen is None:
-                self._current[key] = time
                 return self.FIRST
         if time > seen:
             self._current[key] = time

@@ -187,7 +187,13 @@ def test_the_ids_before_a_window_cut_mid_chain_are_kept_for_its_first_piece() ->
     recent.next_window()  # its first piece
     assert recent.add("edge", "2025-01-01T00:00:00Z") == RecentIds.SAME
     assert recent.add("a", "2025-01-01T00:00:05Z") == RecentIds.SAME
+    # Its last piece met the held record at its own edge: once released, the window after
+    # still knows it.
+    recent.next_window()
+    assert recent.add("a", "2025-01-01T00:00:05Z") == RecentIds.SAME
     recent.release()
+    recent.next_window()
+    assert recent.add("a", "2025-01-01T00:00:05Z") == RecentIds.SAME
     recent.next_window()
     recent.next_window()
     assert recent.add("a", "2025-01-01T00:00:05Z") == RecentIds.FIRST
