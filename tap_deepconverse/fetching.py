@@ -5,7 +5,9 @@ A window's first answer decides how it is fetched:
 - **Dense** (its first page has a cursor and the window holds more than a few pages, by the
   estimate of :func:`~tap_deepconverse.windows.dense_pieces`): the window is replaced by
   shorter pieces, fetched in parallel like any window; the first page is dropped (its
-  records come again in the pieces). No window pages more than a few pages in a row.
+  records come again in the pieces). When nothing tells its count, the pieces are a
+  :class:`~tap_deepconverse.windows.Scout` and its rest, which waits for the scout's count.
+  A chain that goes on anyway is cut (:func:`~tap_deepconverse.windows.chain_rest`).
 - **Full with no cursor to follow**: the cursor may be under a key the tap does not know,
   so the window is replaced by its halves, recursively, until each fits a page. A page is
   full when it holds ``page_size`` records, or as many as the largest page the API has
