@@ -168,6 +168,21 @@ def floors(
     }
 
 
+def floors_apart(
+    dataset: Dataset,
+    *,
+    per_page: int = PAGE_SIZE,
+    max_window_days: int = MAX_WINDOW_DAYS,
+    lead_days: int = 0,
+) -> dict[str, int]:
+    """The floor when the empty range before the data is walked apart from the data: its
+    windows plus the data's floor (a plan cannot page the data in the empty range's
+    windows). Equal to :func:`floors` from the first record."""
+    lead_windows = math.ceil(lead_days / max_window_days)
+    data = floors(dataset, per_page=per_page, max_window_days=max_window_days)
+    return {endpoint: count + lead_windows * len(dataset.bots) for endpoint, count in data.items()}
+
+
 def limit_seconds(dataset: Dataset, *, per_page: int = PAGE_SIZE, lead_days: int = 0) -> float:
     """The busier endpoint's floor at the API's rate: no export can be faster."""
     return max(floors(dataset, per_page=per_page, lead_days=lead_days).values()) / API_RATE
