@@ -6,10 +6,10 @@ busy bot with 8 quiet ones over 60 days; each from its first record and from a y
 (``LEADS``: users set start_date early). For each, before and new: requests made, the floor
 (sum over bots and endpoints of max(ceil(records / page_size), ceil(range /
 max_window_days))), requests/floor, the same against the floor with the empty range before
-the data apart (its windows on top of the data's floor: ``plans.floors_apart``), exit code, records exported against the dataset's count
-(a difference fails the benchmark), wall time, and the time those requests take at 3
-requests/s (endpoints overlapped: the busier endpoint's requests / 3; one at a time: all
-requests / 3).
+the data apart (its windows on top of the data's floor: ``plans.floors_apart``), exit code,
+records exported against the dataset's count (a difference fails the benchmark), wall time,
+and the time those requests take at 3 requests/s (endpoints overlapped: the busier
+endpoint's requests / 3; one at a time: all requests / 3).
 """
 
 from __future__ import annotations
