@@ -120,6 +120,10 @@ class WindowSource:
         with self._lock:
             self._lock.wait_for(lambda: not planner.scout_pending(job.window), timeout)
 
+    def rest_pieces(self, job: WindowJob, per_page: int) -> list[Window] | None:
+        with self._lock:
+            return self.planners[job.bot].rest_pieces(job.window, per_page)
+
     def density(self, bot: str, window: Window) -> float | None:
         with self._lock:
             return self.planners[bot].density_near(window)
@@ -195,7 +199,10 @@ class WindowFetcher:
     def window_pages(self, job: WindowJob) -> Iterator[Page | WindowSplit]:
         """Every page of one window, or a split into pieces; tells the planner what it held."""
         window = job.window
-        self.source.await_scout(job, SCOUT_WAIT_SECONDS)
+        known = self.known_dense(job)
+        if known is not None:
+            yield known
+            return
         queries = self.queries.of(job.bot, window)
         pages: Iterable[Page]
         if len(queries) == 1:
@@ -254,6 +261,17 @@ class WindowFetcher:
                 yield split
                 return
         self.source.observe(job, records, target)
+
+    def known_dense(self, job: WindowJob) -> WindowSplit | None:
+        """The pieces of a scout's rest whose count the scout showed dense, with no request
+        spent on it (the scout's count is waited for); None for any other window."""
+        self.source.await_scout(job, SCOUT_WAIT_SECONDS)
+        served = self.readings.page_size_served
+        pieces = self.source.rest_pieces(job, min(served, self.per_page) or self.per_page)
+        if pieces is None:
+            return None
+        self.source.replaced(job)
+        return WindowSplit(self.pieces(job, pieces), done_until=job.window.start)
 
     def pieces(self, job: WindowJob, windows: Iterable[Window]) -> tuple[WindowJob, ...]:
         return tuple(WindowJob(job.bot, piece, planned=False) for piece in windows)

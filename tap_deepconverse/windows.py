@@ -242,6 +242,13 @@ class WindowPlanner:
         scout = self._rests.get(window)
         return scout is not None and scout.window not in self._scout_counts
 
+    def rest_pieces(self, window: Window, per_page: int) -> list[Window] | None:
+        """The pieces to fetch ``window`` as before asking it anything: it is the rest of a
+        scout whose count shows it dense. None otherwise."""
+        scout = self._rests.get(window)
+        count = None if scout is None else self._scout_counts.get(scout.window)
+        return None if scout is None or count is None else scout.rest_pieces(count, per_page)
+
     def expected_records(self, window: Window) -> float | None:
         """How many records ``window`` holds, as far as other windows tell: its scout's
         count times the ratio of their shares (None if the scout was cut), else the density
@@ -311,10 +318,19 @@ class Scout:
     window: Window
     rest: Window
     ratio: float
+    rest_sample: tuple[int, ...]  # the sample's times in the rest, sorted: where to cut it
 
     @property
     def pieces(self) -> list[Window]:
         return [self.window, self.rest]
+
+    def rest_pieces(self, scout_count: float, per_page: int) -> list[Window] | None:
+        """The pieces to fetch the rest as, before asking it anything, once the scout has
+        counted ``scout_count`` records; None when it holds few enough pages to page."""
+        pages = scout_count * self.ratio / per_page
+        if pages <= MAX_CHAINED_PAGES:
+            return None
+        return _tile(self.rest, _quantile_cuts(self.rest_sample, _piece_count(pages))) or None
 
 
 def dense_pieces(
@@ -370,7 +386,8 @@ def scout_of(window: Window, ordered: Sequence[int]) -> Scout | None:
     if share >= len(ordered) or not window.start < ordered[share] < window.end:
         return None
     end = ordered[share]
-    return Scout(Window(window.start, end), Window(end, window.end), (len(ordered) - share) / share)
+    ratio = (len(ordered) - share) / share
+    return Scout(Window(window.start, end), Window(end, window.end), ratio, tuple(ordered[share:]))
 
 
 @dataclass(frozen=True)

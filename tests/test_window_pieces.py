@@ -119,6 +119,14 @@ def test_a_dense_window_nothing_tells_of_is_sized_by_a_scout() -> None:
     assert planner.density_near(scout.rest) == pytest.approx(
         120 * (1 + scout.ratio) / window.length
     )
+    # 1,880 records at 100 a page: the rest is cut before it is asked anything, where the
+    # page's records are, into pieces of about 3.6 pages.
+    pieces = planner.rest_pieces(scout.rest, 100)
+    assert pieces is not None
+    assert tiles(scout.rest, pieces)
+    assert len(pieces) == 6
+    assert all(piece.start >= 20 * DAY for piece in pieces[1:])
+    assert scout.rest_pieces(10, 100) is None  # 150 records: its cursor is followed
 
 
 def test_a_scout_too_dense_to_tell_is_scouted_in_turn() -> None:
