@@ -10,7 +10,6 @@ from collections import Counter
 import pytest
 
 from tap_deepconverse.simulator import Simulator, SimulatorOptions, generate_dataset
-from tap_deepconverse.windows import MAX_UNORDERED_CHAIN
 from tests.conftest import DAY, START, TapRunner, config_for
 from tests.test_export import assert_complete_and_exact
 
@@ -46,8 +45,8 @@ def test_a_dense_window_is_never_paged_alone(tap: TapRunner, order: str) -> None
         assert_complete_and_exact(run, dataset)
         for endpoint in STREAMS:
             # Served in time order, what a chain has not reached is a range of its own; in
-            # no order, a chain that goes on is cut at its sample's quantiles.
-            longest = 5 if order != "random" else MAX_UNORDERED_CHAIN
+            # no order, a chain that goes on is fetched again around a scout.
+            longest = 5 if order != "random" else 12
             assert pages_in_a_row(sim, endpoint) <= longest, endpoint
         messages = [r for r in sim.requests if r.endpoint == "messages"]
     # Pieces cut from a first page's estimate cost requests where the data is thin (in
@@ -60,7 +59,7 @@ def test_a_dense_window_is_never_paged_alone(tap: TapRunner, order: str) -> None
 def test_a_window_far_denser_than_its_estimate_is_not_paged_alone(tap: TapRunner) -> None:
     # An earlier run's state says 150 messages a day; the bot now sends about 2,000. In no
     # time order, the first window's first page says nothing of its count, so its chain is
-    # followed: it is cut at its sample's quantiles once it goes past a few pages.
+    # followed: its window is fetched again around a scout once it goes past 12 pages.
     dataset = generate_dataset(seed=11, days=3, conversations_per_day=400, bots=("busy",))
     state = {
         "bookmarks": {
@@ -82,7 +81,8 @@ def test_a_window_far_denser_than_its_estimate_is_not_paged_alone(tap: TapRunner
         )
         run = tap.run(config, state)
         assert_complete_and_exact(run, dataset)
-        assert pages_in_a_row(sim, "messages") <= MAX_UNORDERED_CHAIN
+        # Without the cut, one chain of 41 pages.
+        assert pages_in_a_row(sim, "messages") <= 12
         messages = [r for r in sim.requests if r.endpoint == "messages"]
     # The pages of a chain given up are asked again, around a scout that sizes the rest: a
     # cost in requests for a window this far off its estimate, with no blow-up.
