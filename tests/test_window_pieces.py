@@ -46,7 +46,7 @@ def test_a_page_in_time_order_tells_how_dense_the_rest_is() -> None:
     assert all(p.start >= 10 * DAY for p in pieces[1:])
 
 
-def test_a_page_in_no_order_is_cut_at_its_quantiles_by_the_prior_density() -> None:
+def test_a_page_in_no_order_is_cut_at_its_quantiles_by_the_prior_estimate() -> None:
     window = Window(0, DAY)
     sample = [(i * 7919) % DAY for i in range(100)]  # spread over the day, out of order
     # 1,000 records a day at 100 a page: 10 pages, in pieces of about 3.6 pages.
@@ -54,8 +54,10 @@ def test_a_page_in_no_order_is_cut_at_its_quantiles_by_the_prior_density() -> No
     assert pieces is not None
     assert tiles(window, pieces)
     assert len(pieces) == 3
-    # No prior: cut blindly; few pages by the prior: the cursor is followed.
-    assert dense_pieces(window, sample, per_page=100, prior_records=None) is not None
+    # No prior, or one the cursor belies (under half a page): a scout; a few pages by the
+    # prior: the cursor is followed.
+    assert isinstance(dense_pieces(window, sample, per_page=100, prior_records=None), Scout)
+    assert isinstance(dense_pieces(window, sample, per_page=100, prior_records=40), Scout)
     assert dense_pieces(window, sample, per_page=100, prior_records=300) is None
 
 
