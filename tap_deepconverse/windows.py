@@ -413,10 +413,11 @@ def chain_rest(
     inside = sorted(t for t in times if window.start <= t < window.end)
     if len(inside) < 2:
         return None
-    if list(times) == sorted(times):
+    ordered = sorted(times)  # once: the chain's times grow with every page it goes on
+    if list(times) == ordered:
         done = min(max(times[-1], window.start), window.end)
         rest = (done, window.end)
-    elif list(times) == sorted(times, reverse=True):
+    elif list(times) == ordered[::-1]:
         done = window.start
         rest = (window.start, min(max(times[-1] + 1, window.start), window.end))
     elif pages < MAX_UNORDERED_CHAIN:
