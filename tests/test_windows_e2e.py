@@ -9,7 +9,9 @@ import subprocess
 import pytest
 
 from tap_deepconverse.simulator import Simulator, SimulatorOptions, generate_dataset
+from tap_deepconverse.windows import MAX_UNORDERED_CHAIN
 from tests.conftest import DAY, START, TapRunner, bookmark, config_for
+from tests.test_earned_windows import pages_in_a_row
 from tests.test_export import assert_complete_and_exact
 
 FAST = {"requests_per_second": 200, "page_size": 40, "window_hours": 6}
@@ -133,15 +135,18 @@ def test_dense_bots_get_short_windows(tap: TapRunner) -> None:
         run = tap.run(config)
         messages = [r for r in sim.requests if r.endpoint == "messages"]
         lengths = spans(sim, "messages")
+        longest_chain = pages_in_a_row(sim, "messages")
     assert_complete_and_exact(run, dataset)
     # After the first days (24 hours each), windows sized to about 4 pages: some 8 hours.
     assert lengths[0] == DAY + 1
     assert min(lengths) < DAY / 2, lengths
-    # Requests stay close to the floor: the records in pages of 10. The first dense window
-    # of each bot is cut into pieces blindly (records come in no time order, and nothing
-    # has told how dense the bot is yet), which weighs on so small an export.
+    # Requests stay close to the floor: the records in pages of 10. Records come in no time
+    # order, so a window that turns out three times denser than its neighbours is followed
+    # for up to 12 pages, then fetched again in pieces: which windows do depends on the
+    # order in which the two in flight report (1.2 to 1.45 times the floor in many runs).
     floor = sum(-(-dataset.count("messages", bot) // 10) for bot in dataset.bots)
-    assert len(messages) <= 1.4 * floor, (len(messages), floor)
+    assert len(messages) <= 1.6 * floor, (len(messages), floor)
+    assert longest_chain <= MAX_UNORDERED_CHAIN
 
 
 def test_a_daily_run_costs_one_request_per_bot_and_stream(
