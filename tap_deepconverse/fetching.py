@@ -43,6 +43,7 @@ from tap_deepconverse.readings import ApiReadings, length_text
 from tap_deepconverse.timestamps import epoch_microseconds
 from tap_deepconverse.windows import (
     MAX_CHAINED_PAGES,
+    MAX_UNORDERED_CHAIN,
     Scout,
     Window,
     WindowPlanner,
@@ -237,23 +238,14 @@ class WindowFetcher:
                     served.extend(self.times_of(keys))
             yield page
             if served is not None and page.cursor is not None and number >= MAX_CHAINED_PAGES:
-                rest = chain_rest(window, served, per_page=max(page.count, 1), pages=number)
-                if isinstance(rest, Scout):
-                    # Denser than planned, and no telling how much: fetched again, sized by
-                    # a scout (the records written so far are not written twice).
-                    self.source.note_scout(job.bot, rest)
-                    self.source.replaced(job)
-                    yield WindowSplit(self.pieces(job, rest.pieces), done_until=window.start)
+                split = self.cut_chain(job, served, page_count=page.count, pages=number)
+                if split is not None:
+                    yield split
                     return
-                if rest is not None:
-                    # Denser than planned: what is left goes on as pieces in parallel, and
-                    # the bot's next windows are sized to what the chain showed.
-                    self.source.replaced(job)
-                    self.source.observe(
-                        WindowJob(job.bot, window, planned=False), round(rest.records), target
-                    )
-                    yield WindowSplit(self.pieces(job, rest.pieces), done_until=rest.done_until)
-                    return
+                if number >= MAX_UNORDERED_CHAIN:
+                    # Nothing placed a cut this far in (records at one second, or the end
+                    # reached): the chain goes on, and its times need not grow with it.
+                    served = None
         if reach is not None:
             split = self.check_tail(job, reach)
             if split is not None:
@@ -261,6 +253,28 @@ class WindowFetcher:
                 yield split
                 return
         self.source.observe(job, records, target)
+
+    def cut_chain(
+        self, job: WindowJob, served: list[int], *, page_count: int, pages: int
+    ) -> WindowSplit | None:
+        """What replaces a window whose cursor chain has gone ``pages`` pages (``served``:
+        its records' times as served); None while the chain goes on."""
+        window = job.window
+        rest = chain_rest(window, served, per_page=max(page_count, 1), pages=pages)
+        if isinstance(rest, Scout):
+            # Denser than planned, and no telling how much: fetched again, sized by a scout
+            # (the records written so far are not written twice).
+            self.source.note_scout(job.bot, rest)
+            self.source.replaced(job)
+            return WindowSplit(self.pieces(job, rest.pieces), done_until=window.start)
+        if rest is None:
+            return None
+        # Denser than planned: what is left goes on as pieces in parallel, and the bot's
+        # next windows are sized to what the chain showed.
+        self.source.replaced(job)
+        target = target_records(self.per_page, cursor_followed=self.readings.paging_trusted)
+        self.source.observe(WindowJob(job.bot, window, planned=False), round(rest.records), target)
+        return WindowSplit(self.pieces(job, rest.pieces), done_until=rest.done_until)
 
     def known_dense(self, job: WindowJob) -> WindowSplit | None:
         """The pieces of a scout's rest whose count the scout showed dense, with no request
