@@ -29,21 +29,29 @@ from collections.abc import Sequence
 from tap_deepconverse.streams import ExportStream
 
 _JOIN_POLL_SECONDS = 0.2
-_M_ARENA_MAX = -8  # glibc's mallopt parameter
+# glibc's mallopt parameters
+_M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 MALLOC_ARENAS = 2
+MMAP_THRESHOLD_BYTES = 128 * 1024
 
 
-def limit_malloc_arenas() -> None:
-    """Cap glibc's malloc arenas. glibc gives threads that allocate at once arenas of their
-    own, up to eight per core; with a thread per window in flight, memory freed in one arena
-    is not reused by the others and the process grows with the threads. Two arenas keep it
-    flat (the benchmark's memory figures, on 240k records with long texts, are taken with
-    the cap). Elsewhere than glibc there is nothing to do."""
+def tune_malloc() -> None:
+    """Keep glibc's malloc from holding memory the run has freed. Elsewhere than glibc there
+    is nothing to do. Both figures are the benchmark's, on 240k records with long texts:
+    - at most two arenas: glibc gives threads that allocate at once arenas of their own, up
+      to eight per core; with a thread per window in flight, memory freed in one arena is
+      not reused by the others, and the process grows with the threads;
+    - blocks of 128 KiB and more (answers being read, pages) mapped on their own, so that
+      freeing one gives it back. glibc raises that threshold as large blocks are freed,
+      which moves them into the heap, where a page's worth of answers left peak RSS some
+      10 MB higher (page size 1000)."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return
     mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
+    mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)  # fixed: no longer raised as blocks go
 
 
 def _sync(stream: ExportStream) -> None:
@@ -53,7 +61,7 @@ def _sync(stream: ExportStream) -> None:
 
 def sync_streams(streams: Sequence[ExportStream]) -> None:
     """Sync the streams at once; the first error of any of them is raised here."""
-    limit_malloc_arenas()  # before any fetching thread starts
+    tune_malloc()  # before any fetching thread starts
     for stream in streams:
         # Plans every bot (creating its bookmark entry) and starts fetching, in this thread.
         stream.start_fetching()
