@@ -99,8 +99,11 @@ class Extraction:
             if split is not None:
                 if tally.pages:
                     recent.hold()
-                    # A piece cut in turn keeps what its window's pages held until both end.
-                    ends = [piece.window.end for piece in split.jobs]
+                    # A piece cut in turn keeps what its window's pages held until both end;
+                    # and pieces that end before their window (a chain served newest first
+                    # is cut below what it served) keep them for the window after, whose
+                    # first request reaches back into this one.
+                    ends = [window.end, *(piece.window.end for piece in split.jobs)]
                     release_at = max(ends if release_at is None else [*ends, release_at])
                 # The pieces cover the rest: the bookmark moves only as they are written.
                 if split.done_until > window.start:
