@@ -344,11 +344,11 @@ def dense_pieces(
     records' times in the order served, Unix seconds) came with a cursor; None when the
     window holds few enough pages to follow its cursor.
 
-    How many records the window holds is estimated from what tells: the page itself when
-    the API serves in time order (its span covers a known share of the window), else
-    ``prior_records`` (from the bot's reported windows). When nothing tells (no order,
-    nothing reported yet, or a prior of less than half a page, which the cursor belies), a
-    :class:`Scout` is cut off its start (see :data:`SCOUT_SHARE`).
+    How many records the window holds is estimated from what tells. Served in time order:
+    the page for its own span, and ``prior_records`` (from the bot's reported windows) for
+    the rest, or while there is none, the page's density. In no order: ``prior_records``;
+    when nothing tells (nothing reported yet, or a prior of less than half a page, which
+    the cursor belies), a :class:`Scout` is cut off its start (see :data:`SCOUT_SHARE`).
     Pieces are cut at the sample's quantiles when it is a sample of the whole window, so
     that each holds about as many records wherever in the window they are; evenly over the
     part the records are in when it is in time order."""
@@ -358,12 +358,20 @@ def dense_pieces(
     first_time, last_time = inside[0], inside[-1]
     ascending = list(sample) == inside
     descending = list(sample) == inside[::-1]
-    if ascending or descending:
+    # A prior of less than half a page is belied by the cursor: it is stale.
+    prior = prior_records if prior_records is not None and prior_records >= per_page / 2 else None
+    if (ascending or descending) and prior is not None:
+        # The page holds its own span; the part it has not reached holds what the bot's
+        # windows tell. One page's span is a poor guide to a window of a day (traffic
+        # follows the hour), and a chain that outgrows this is cut where it stands.
+        unseen = window.end - last_time if ascending else first_time - window.start
+        records = len(sample) + prior * max(unseen, 0) / window.length
+    elif ascending or descending:
         covered = max(last_time - first_time, 1)
         rest = window.end - first_time if ascending else last_time + 1 - window.start
         records = len(sample) * max(rest, covered) / covered
-    elif prior_records is not None and prior_records >= per_page / 2:
-        records = prior_records
+    elif prior is not None:
+        records = prior
     else:  # nothing told, or what told is stale: the page already holds far more
         return scout_of(window, inside) or list(halves(window))
     pages = max(records / per_page, 2.0)  # a cursor came: more than one page

@@ -46,6 +46,27 @@ def test_a_page_in_time_order_tells_how_dense_the_rest_is() -> None:
     assert all(p.start >= 10 * DAY for p in pieces[1:])
 
 
+def test_a_page_in_time_order_leaves_the_part_it_has_not_reached_to_the_prior() -> None:
+    window = Window(0, DAY)
+    # The first page covers the window's first hour: 100 records, served in order.
+    ascending = [i * 36 for i in range(100)]
+    descending = [DAY - 1 - i * 36 for i in range(100)]
+    for sample in (ascending, descending):
+        # By the page's own density the window holds 24 pages. The bot's windows say 300
+        # records a day: the page, then 23 hours of that, is under 4 pages, so the cursor
+        # is followed (a chain that outgrows that is cut where it stands).
+        assert dense_pieces(window, sample, per_page=100, prior_records=300) is None
+        # Without a prior to trust, the page's density goes: pieces at once.
+        for stale in (None, 40):
+            blind = dense_pieces(window, sample, per_page=100, prior_records=stale)
+            assert isinstance(blind, list) and tiles(window, blind)
+            assert len(blind) == 7  # 24 pages in pieces of about 3.6
+        # A prior of 20 pages a day cuts the window too, as the prior tells.
+        pieces = dense_pieces(window, sample, per_page=100, prior_records=2000)
+        assert isinstance(pieces, list) and tiles(window, pieces)
+        assert len(pieces) == 6
+
+
 def test_a_page_in_no_order_is_cut_at_its_quantiles_by_the_prior_estimate() -> None:
     window = Window(0, DAY)
     sample = [(i * 7919) % DAY for i in range(100)]  # spread over the day, out of order
