@@ -37,15 +37,15 @@ MMAP_THRESHOLD_BYTES = 128 * 1024
 
 
 def tune_malloc() -> None:
-    """Keep glibc's malloc from holding memory the run has freed. Elsewhere than glibc there
-    is nothing to do. Both figures are the benchmark's, on 240k records with long texts:
+    """Keep glibc's malloc from holding memory the run has freed (elsewhere than glibc there
+    is nothing to do). Both settings were measured on the benchmark's memory export:
     - at most two arenas: glibc gives threads that allocate at once arenas of their own, up
       to eight per core; with a thread per window in flight, memory freed in one arena is
       not reused by the others, and the process grows with the threads;
     - blocks of 128 KiB and more (answers being read, pages) mapped on their own, so that
       freeing one gives it back. glibc raises that threshold as large blocks are freed,
-      which moves them into the heap, where a page's worth of answers left peak RSS some
-      10 MB higher (page size 1000)."""
+      which keeps later answers in the heap: peak RSS was some 7 MiB higher at page size
+      1000, for some 3% less CPU."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
