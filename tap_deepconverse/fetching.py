@@ -238,7 +238,9 @@ class WindowFetcher:
                     served.extend(self.times_of(keys))
             yield page
             if served is not None and page.cursor is not None and number >= MAX_CHAINED_PAGES:
-                split = self.cut_chain(job, served, page_count=page.count, pages=number)
+                split = self.cut_chain(
+                    job, served, page_count=page.count, pages=number, target=target
+                )
                 if split is not None:
                     yield split
                     return
@@ -255,10 +257,11 @@ class WindowFetcher:
         self.source.observe(job, records, target)
 
     def cut_chain(
-        self, job: WindowJob, served: list[int], *, page_count: int, pages: int
+        self, job: WindowJob, served: list[int], *, page_count: int, pages: int, target: float
     ) -> WindowSplit | None:
         """What replaces a window whose cursor chain has gone ``pages`` pages (``served``:
-        its records' times as served); None while the chain goes on."""
+        its records' times as served; ``target``: the records a window is sized to hold);
+        None while the chain goes on."""
         window = job.window
         rest = chain_rest(window, served, per_page=max(page_count, 1), pages=pages)
         if isinstance(rest, Scout):
@@ -272,7 +275,6 @@ class WindowFetcher:
         # Denser than planned: what is left goes on as pieces in parallel, and the bot's
         # next windows are sized to what the chain showed.
         self.source.replaced(job)
-        target = target_records(self.per_page, cursor_followed=self.readings.paging_trusted)
         self.source.observe(WindowJob(job.bot, window, planned=False), round(rest.records), target)
         return WindowSplit(self.pieces(job, rest.pieces), done_until=rest.done_until)
 
