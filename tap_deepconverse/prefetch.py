@@ -136,6 +136,9 @@ class _Job(Generic[K, J, T]):
                 budget.give(estimate - size)
                 pipeline.estimate = max(pipeline.estimate, size)
                 self._put(value, size)
+                # What a page showed may let the source plan more (a window found dense
+                # vouches for windows as long): they need not wait for this job to end.
+                pipeline.fill()
         except StopIteration:
             self._put(_DONE, 0)
         except BaseException as exc:  # handed to the consumer, re-raised there

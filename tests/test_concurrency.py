@@ -161,3 +161,48 @@ def test_a_failed_job_raises_after_the_items_it_produced() -> None:
     pipeline.close()
     assert got == [0, 1, 2]
     assert threading.active_count() < 20
+
+
+def test_a_job_that_shows_the_source_can_plan_more_does_not_hold_it_back() -> None:
+    # A window planned alone (it may hold far more than the ones before) whose first page
+    # shows it dense: windows as long may now be planned, while its chain goes on.
+    class GrowingWindows:
+        def __init__(self) -> None:
+            self.planned = 0
+            self.dense = threading.Event()
+
+        def next_job(self, only: str | None = None) -> int | None:
+            if self.planned == 0 or (self.dense.is_set() and self.planned < 3):
+                self.planned += 1
+                return self.planned
+            return None
+
+        def all_planned(self, key: str) -> bool:
+            return self.planned >= 3
+
+    source = GrowingWindows()
+    others_started = threading.Event()
+
+    def produce(job: int) -> Iterator[int]:
+        if job != 1:
+            others_started.set()
+            yield job
+            return
+        time.sleep(0.2)  # the consumer is reading it by now: nothing else asks to plan
+        source.dense.set()  # its first page has a cursor
+        yield 10
+        # The rest of its chain: the other windows are fetched meanwhile, not after it.
+        yield 11 if others_started.wait(timeout=5) else -1
+
+    pipeline: Pipeline[str, int, int] = Pipeline(
+        source,
+        produce,
+        partition_of=_one_partition,
+        size=lambda _: 1,
+        max_parallel=4,
+        budget=ByteBudget(100),
+    )
+    pipeline.fill()
+    got = [item for _, items in pipeline.partition("bot") for item in items]
+    pipeline.close()
+    assert got == [10, 11, 2, 3]
