@@ -137,10 +137,20 @@ class WindowSource:
         with self._lock:
             self.planners[bot].note_scout(scout)
 
-    def observe(self, job: WindowJob, records: int, target: float) -> None:
+    def before_first_records(self, bot: str) -> bool:
+        with self._lock:
+            return self.planners[bot].before_first_records
+
+    def observe(
+        self, job: WindowJob, records: int, target: float, first_record: int | None = None
+    ) -> None:
         with self._lock:
             self.planners[job.bot].observe(
-                job.window, records, target_records=target, planned=job.planned
+                job.window,
+                records,
+                target_records=target,
+                planned=job.planned,
+                first_record=first_record,
             )
             self._lock.notify_all()
 
@@ -205,16 +215,10 @@ class WindowFetcher:
             yield known
             return
         queries = self.queries.of(job.bot, window)
-        pages: Iterable[Page]
-        if len(queries) == 1:
-            opened = self.open_query(queries[0], replaceable=True)
-            if isinstance(opened, list):
-                self.source.replaced(job)
-                yield WindowSplit(self.pieces(job, opened), done_until=window.start)
-                return
-            pages = itertools.chain([opened[0]], opened[1])
-        else:
-            pages = itertools.chain.from_iterable(self.query_pages(q) for q in queries)
+        pages = self.answer(job, queries)
+        if isinstance(pages, WindowSplit):
+            yield pages
+            return
         complete = self.readings.complete_length(self.stream_name)
         reach = AnswerReach(self.record_time) if window.length > complete else None
         records = 0
@@ -222,6 +226,9 @@ class WindowFetcher:
         target = target_records(self.per_page, cursor_followed=self.readings.paging_trusted)
         # Times in the order served, while a long chain may yet be cut.
         served: list[int] | None = [] if len(queries) == 1 else None
+        # Where a bot's first records begin, for the density (a lead-in's windows are empty).
+        first_record: int | None = None
+        lead_in = self.source.before_first_records(job.bot)
         for number, page in enumerate(pages, start=1):
             self.counters.add(pages=1)
             records += page.count
@@ -230,12 +237,15 @@ class WindowFetcher:
                 dense = True
                 self.source.note_dense(job)
             chained = served is not None and page.cursor is not None
-            if reach is not None or chained:
-                keys = self.page_keys(page)  # read once for both uses
+            if reach is not None or chained or (lead_in and page.count):
+                keys = self.page_keys(page)  # read once for every use
                 if reach is not None:
                     reach.add(keys)
+                times = self.times_of(keys)
                 if served is not None and chained:
-                    served.extend(self.times_of(keys))
+                    served.extend(times)
+                if lead_in and times:
+                    first_record = min(times if first_record is None else [*times, first_record])
             yield page
             if served is not None and page.cursor is not None and number >= MAX_CHAINED_PAGES:
                 split = self.cut_chain(

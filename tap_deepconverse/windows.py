@@ -204,19 +204,35 @@ class WindowPlanner:
             self.in_flight -= 1
             self.note_dense(window)
 
+    @property
+    def before_first_records(self) -> bool:
+        """True until a window with records has reported: the range so far is a lead-in."""
+        return not any(count for _, count in self._observed)
+
     def observe(
-        self, window: Window, records: int, *, target_records: float, planned: bool = True
+        self,
+        window: Window,
+        records: int,
+        *,
+        target_records: float,
+        planned: bool = True,
+        first_record: int | None = None,
     ) -> None:
         """A window finished with ``records`` records: one this planner planned, or a piece
-        of one (``planned`` False), which was never counted in flight."""
+        of one (``planned`` False), which was never counted in flight. ``first_record``:
+        the earliest time among them, if known."""
         if planned:
             self.in_flight -= 1
         self.reported = True
         seen = self._settle_scout(window, records) or (window, records)
-        if seen[1] and not any(count for _, count in self._observed):
+        if seen[1] and self.before_first_records:
             # The first records: the empty range before them (a start_date set before the
-            # bot's first record) says nothing of the density from here on.
+            # bot's first record) says nothing of the density from here on, and neither
+            # does the empty part of the window that holds them.
             self._observed.clear()
+            seen_window = seen[0]
+            if first_record is not None and seen_window.start < first_record < seen_window.end:
+                seen = (Window(first_record, seen_window.end), seen[1])
         self._observed.append(seen)
         self.proven = max(self.proven, window.length)
         near = self._near(self._frontier)

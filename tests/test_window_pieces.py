@@ -209,6 +209,24 @@ def test_an_empty_lead_in_does_not_dilute_the_density_of_the_first_records() -> 
     assert planner.length == pytest.approx(3.6 * DAY, rel=0.01)
 
 
+def test_the_window_that_holds_the_first_records_counts_from_the_first_of_them() -> None:
+    # Its first 30 days are as empty as the lead-in before them: 100 records in its last
+    # day are a density of 100 a day, not of 100 a month.
+    planner = WindowPlanner(0, 500 * DAY, first_length=31 * DAY, longest=31 * DAY)
+    planner.observe(planner.next_window(), 0, target_records=360)
+    window = planner.next_window()
+    assert planner.before_first_records
+    planner.observe(window, 100, target_records=360, first_record=window.end - DAY)
+    assert not planner.before_first_records
+    assert planner.density is not None
+    assert planner.density * DAY == pytest.approx(100)
+    assert planner.length == pytest.approx(3.6 * DAY, rel=0.01)
+    # Later windows with records count whole: their empty hours are the bot's own.
+    planner.observe(planner.next_window(), 0, target_records=360, first_record=None)
+    planner.observe(planner.next_window(), 10, target_records=360, first_record=0)
+    assert planner.density * DAY < 100
+
+
 def test_the_ids_before_a_window_cut_mid_chain_are_kept_for_its_first_piece() -> None:
     recent = RecentIds()
     recent.add("edge", "2025-01-01T00:00:00Z")  # the window before, at its last second
