@@ -264,7 +264,18 @@ class WindowFetcher:
                 self.source.replaced(job)
                 yield split
                 return
-        self.source.observe(job, records, target)
+        self.source.observe(job, records, target, first_record)
+
+    def answer(self, job: WindowJob, queries: Sequence[Query]) -> Iterable[Page] | WindowSplit:
+        """The pages of a window's queries; or, when its first answer shows it dense or
+        too full to trust, what replaces it."""
+        if len(queries) != 1:
+            return itertools.chain.from_iterable(self.query_pages(q) for q in queries)
+        opened = self.open_query(queries[0], replaceable=True)
+        if isinstance(opened, list):
+            self.source.replaced(job)
+            return WindowSplit(self.pieces(job, opened), done_until=job.window.start)
+        return itertools.chain([opened[0]], opened[1])
 
     def cut_chain(
         self, job: WindowJob, served: list[int], *, page_count: int, pages: int, target: float
@@ -350,7 +361,7 @@ class WindowFetcher:
                 self.stream_name,
                 length_text(window.length),
             )
-        if first.cursor is None and self.readings.is_full(first.count, self.per_page):
+        if first.cursor is None and self.may_have_more(first):
             self.report_unfollowed_cursor(query, first)
             return list(halves(window))
         if first.cursor is None and first.count == 0 and first.unexplained_keys:
@@ -505,23 +516,35 @@ class WindowFetcher:
                     continue
         return moments
 
+    def may_have_more(self, page: Page) -> bool:
+        """Whether a page of records with no cursor to follow may not be the window's last:
+        it is full (:meth:`ApiReadings.is_full`), or, while no answer has carried the
+        cursor's key, another of its fields holds a value, as a cursor under another name
+        would (however few records the API serves a page)."""
+        if self.readings.is_full(page.count, self.per_page):
+            return True
+        return bool(page.count) and not self.readings.paging_trusted and bool(page.unexplained_keys)
+
     def report_unfollowed_cursor(self, query: Query, page: Page) -> None:
-        """A full page came without a cursor to follow: split, or stop if nothing is left to
-        split. Warn once per run, naming the answer's keys for the operator to report."""
+        """A page that may not be the last came without a cursor to follow: split, or stop
+        if nothing is left to split. Warn once per run, naming the answer's keys for the
+        operator to report."""
         self.readings.note_split()
         if query.window.length <= 1:
             raise IncompleteWindowError(
-                f"The Export API answered {query.describe()} with a full page of "
-                f"{page.count} records and no '{CURSOR_KEY}' to follow (top-level keys: "
+                f"The Export API answered {query.describe()} with a page of {page.count} "
+                f"records that may not be the last (full, or with other fields that hold a "
+                f"value) and no '{CURSOR_KEY}' to follow (top-level keys: "
                 f"{', '.join(page.keys)}). One second cannot be split further, so records "
                 "would be left behind; stopping. Please report the answer's shape."
             )
         if self.readings.first_time("unfollowed-cursor"):
             self.logger.warning(
-                "The Export API answered a full page (%d records) with no cursor to follow "
-                "under '%s'; its top-level keys are: %s. Windows that come back full are "
-                "split in two until every piece fits one page, so no record is lost, at the "
-                "cost of more requests. Please report this answer's shape.",
+                "The Export API answered a page of %d records that may not be the last (full, "
+                "or with other fields that hold a value) with no cursor to follow under '%s'; "
+                "its top-level keys are: %s. Such windows are split in two until every piece "
+                "comes back whole, so no record is lost, at the cost of more requests. Please "
+                "report this answer's shape.",
                 page.count,
                 CURSOR_KEY,
                 ", ".join(page.keys),

@@ -138,6 +138,25 @@ def test_a_page_shorter_than_asked_is_no_proof_of_the_end(tap: TapRunner, cursor
         assert capped_requests <= uncapped_requests * 40 / 25 * 1.2
 
 
+@pytest.mark.parametrize("cursor_key", ["next_cursor", "paging.next"])
+def test_a_cursor_under_another_name_is_no_proof_of_the_end_however_small_the_pages(
+    tap: TapRunner, cursor_key: str
+) -> None:
+    # The API serves at most 3 records a page (too few to be told from a quiet window by
+    # count) and its cursor sits where the tap does not look: the value it holds there on
+    # every page but the last is what shows that a window may have more.
+    dataset = generate_dataset(seed=4, days=2, conversations_per_day=30)
+    options = SimulatorOptions(rate_limit=None, page_cap=3, cursor_key=cursor_key)
+    with Simulator(dataset, options) as sim:
+        config = config_for(
+            sim, requests_per_second=500, page_size=40, end_date="2025-01-03T00:00:00Z"
+        )
+        run = tap.run(config)
+    assert_complete_and_exact(run, dataset)
+    assert "may not be the last" in run.stderr
+    assert "cursor: no cursor found (full pages split instead)" in run.stderr
+
+
 def test_an_outage_mid_backfill_costs_a_few_pages(tap: TapRunner) -> None:
     dataset = generate_dataset(
         seed=6, days=30, bots=("busy", "quiet"), conversations_per_bot=(900, 60)
