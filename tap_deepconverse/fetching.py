@@ -517,13 +517,15 @@ class WindowFetcher:
         return moments
 
     def may_have_more(self, page: Page) -> bool:
-        """Whether a page of records with no cursor to follow may not be the window's last:
-        it is full (:meth:`ApiReadings.is_full`), or, while no answer has carried the
-        cursor's key, another of its fields holds a value, as a cursor under another name
-        would (however few records the API serves a page)."""
+        """Whether a page with no cursor to follow may not be the window's last: it is full
+        (:meth:`ApiReadings.is_full`), counting a small page as full when another field of
+        the answer holds a value, as a cursor under another name would."""
         if self.readings.is_full(page.count, self.per_page):
             return True
-        return bool(page.count) and not self.readings.paging_trusted and bool(page.unexplained_keys)
+        # Only then is the answer read for other fields.
+        return self.readings.is_full(page.count, self.per_page, cursor_sign=True) and bool(
+            page.unexplained_keys
+        )
 
     def report_unfollowed_cursor(self, query: Query, page: Page) -> None:
         """A page that may not be the last came without a cursor to follow: split, or stop

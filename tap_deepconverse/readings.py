@@ -14,8 +14,11 @@ from collections.abc import Iterable, Mapping
 from tap_deepconverse.windows import WindowLimit
 
 DAY_SECONDS = 86_400
-# Pages of fewer records are not taken for a server's cap on page size.
+# Pages of fewer records are not taken for a server's cap on page size: a quiet window's
+# page is as large as the largest served early in a run. Fewer when the answer holds a
+# value in another field, where a cursor under another name would be; never one record.
 SMALLEST_PAGE_CAP = 10
+SMALLEST_PAGE_CAP_WITH_CURSOR_SIGN = 2
 
 
 class EndpointReadings:
@@ -126,15 +129,17 @@ class ApiReadings:
             self.cursor_key_seen = self.cursor_key_seen or cursor_key
             self.cursor_followed = self.cursor_followed or cursor
 
-    def is_full(self, count: int, per_page: int) -> bool:
+    def is_full(self, count: int, per_page: int, *, cursor_sign: bool = False) -> bool:
         """Whether a page of ``count`` records with no cursor may not be the last one: it
         holds ``per_page``, or, while no cursor's key has been seen, as many as the largest
-        page the API has served (it may serve fewer than asked, and nothing would tell)."""
+        page the API has served (it may serve fewer than asked, and nothing would tell).
+        ``cursor_sign``: another field of the answer holds a value."""
         if count >= per_page:
             return True
         if self.paging_trusted:
             return False
-        return count >= max(self.page_size_served, SMALLEST_PAGE_CAP)
+        smallest = SMALLEST_PAGE_CAP_WITH_CURSOR_SIGN if cursor_sign else SMALLEST_PAGE_CAP
+        return count >= max(self.page_size_served, smallest)
 
     def note_split(self) -> None:
         with self._lock:

@@ -273,6 +273,17 @@ def test_a_short_page_counts_as_full_only_while_no_cursor_key_was_seen() -> None
     assert readings.is_full(1000, 1000)
 
 
+def test_a_small_page_counts_as_full_when_another_field_could_be_the_cursor() -> None:
+    readings = ApiReadings(trusted_window=DAY, accepted_window=DAY)
+    readings.saw_page(3, cursor_key=False, cursor=False)
+    assert not readings.is_full(3, 1000)  # a quiet window's page, by its count alone
+    assert readings.is_full(3, 1000, cursor_sign=True)
+    assert not readings.is_full(2, 1000, cursor_sign=True)  # fewer than the largest served
+    readings = ApiReadings(trusted_window=DAY, accepted_window=DAY)
+    readings.saw_page(1, cursor_key=False, cursor=False)
+    assert not readings.is_full(1, 1000, cursor_sign=True)  # one record is never a cap
+
+
 def test_what_one_endpoint_shows_holds_for_both() -> None:
     readings = ApiReadings(trusted_window=DAY, accepted_window=DAY)
     assert readings.complete_length("messages") == DAY
