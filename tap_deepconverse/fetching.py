@@ -249,7 +249,7 @@ class WindowFetcher:
             yield page
             if served is not None and page.cursor is not None and number >= MAX_CHAINED_PAGES:
                 split = self.cut_chain(
-                    job, served, page_count=page.count, pages=number, target=target
+                    job, served, reach, page_count=page.count, pages=number, target=target
                 )
                 if split is not None:
                     yield split
@@ -278,11 +278,19 @@ class WindowFetcher:
         return itertools.chain([opened[0]], opened[1])
 
     def cut_chain(
-        self, job: WindowJob, served: list[int], *, page_count: int, pages: int, target: float
+        self,
+        job: WindowJob,
+        served: list[int],
+        reach: AnswerReach | None,
+        *,
+        page_count: int,
+        pages: int,
+        target: float,
     ) -> WindowSplit | None:
         """What replaces a window whose cursor chain has gone ``pages`` pages (``served``:
-        its records' times as served; ``target``: the records a window is sized to hold);
-        None while the chain goes on."""
+        its records' times as served; ``reach``: what its answer showed, for a window longer
+        than any shown complete; ``target``: the records a window is sized to hold); None
+        while the chain goes on."""
         window = job.window
         rest = chain_rest(window, served, per_page=max(page_count, 1), pages=pages)
         if isinstance(rest, Scout):
@@ -295,9 +303,17 @@ class WindowFetcher:
             return None
         # Denser than planned: what is left goes on as pieces in parallel, and the bot's
         # next windows are sized to what the chain showed.
+        pieces = list(rest.pieces)
+        if reach is not None and reach.latest is not None and pieces[-1].end < window.end:
+            # Served newest first, the chain's pages stand for the window's end only if the
+            # API answered the window whole: what lies after its newest record is asked on
+            # its own (a window like any other, checked in turn if long).
+            after = max(pieces[-1].end, reach.latest + 1)
+            if after < window.end:
+                pieces.append(Window(after, window.end))
         self.source.replaced(job)
         self.source.observe(WindowJob(job.bot, window, planned=False), round(rest.records), target)
-        return WindowSplit(self.pieces(job, rest.pieces), done_until=rest.done_until)
+        return WindowSplit(self.pieces(job, pieces), done_until=rest.done_until)
 
     def known_dense(self, job: WindowJob) -> WindowSplit | None:
         """The pieces of a scout's rest whose count the scout showed dense, with no request

@@ -114,6 +114,26 @@ def test_windows_cut_short_by_the_api_are_found_and_fetched_again(tap: TapRunner
     assert "limit 6" in run.stderr or "limit 7" in run.stderr or "limit 5" in run.stderr
 
 
+def test_a_chain_served_newest_first_and_cut_is_no_proof_of_the_window_end(
+    tap: TapRunner,
+) -> None:
+    # Records newest first, long windows answered with their first 2 days only, and first
+    # pages empty (so a window's first page tells nothing of its count): a long window's
+    # chain is cut below what it served, and the API's cut lies above it, unseen by a check
+    # that only comes at a chain's natural end.
+    dataset = generate_dataset(seed=3, days=40, conversations_per_day=5, bots=("bot",))
+    options = SimulatorOptions(
+        rate_limit=None, order="desc", empty_pages=True, cut_window_seconds=2 * DAY, page_cap=7
+    )
+    with Simulator(dataset, options) as sim:
+        config = config_for(
+            sim, requests_per_second=500, page_size=1000, end_date="2025-02-10T00:00:00Z"
+        )
+        run = tap.run(config)
+    assert_complete_and_exact(run, dataset)
+    assert "only in part" in run.stderr
+
+
 @pytest.mark.parametrize("cursor_key", ["next_cursor", "cursor"])
 def test_a_page_shorter_than_asked_is_no_proof_of_the_end(tap: TapRunner, cursor_key: str) -> None:
     # The API serves at most 25 records a page when asked for 40.
