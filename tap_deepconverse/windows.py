@@ -368,6 +368,8 @@ def dense_pieces(
     Pieces are cut at the sample's quantiles when it is a sample of the whole window, so
     that each holds about as many records wherever in the window they are; evenly over the
     part the records are in when it is in time order."""
+    if window.length < 2:
+        return None  # nothing to cut: the cursor still gets every record
     inside = sorted(t for t in sample if window.start - EDGE_OVERLAP_SECONDS <= t <= window.end)
     if len(inside) < 2:
         return None  # no times to go by: the cursor still gets every record
