@@ -133,10 +133,13 @@ class ApiReadings:
         """Whether a page of ``count`` records with no cursor may not be the last one: it
         holds ``per_page``, or, while no cursor's key has been seen, as many as the largest
         page the API has served (it may serve fewer than asked, and nothing would tell).
-        ``cursor_sign``: another field of the answer holds a value."""
+        ``cursor_sign``: another field of the answer holds a value. Once a cursor has been
+        followed, its null is the end, however full the page."""
+        if self.cursor_followed:
+            return False
         if count >= per_page:
             return True
-        if self.paging_trusted:
+        if self.cursor_key_seen:
             return False
         smallest = SMALLEST_PAGE_CAP_WITH_CURSOR_SIGN if cursor_sign else SMALLEST_PAGE_CAP
         return count >= max(self.page_size_served, smallest)

@@ -46,6 +46,14 @@ def test_a_page_in_time_order_tells_how_dense_the_rest_is() -> None:
     assert all(p.start >= 10 * DAY for p in pieces[1:])
 
 
+@pytest.mark.parametrize("prior", [None, 5_000.0])
+def test_a_dense_second_is_paged_as_it_cannot_be_cut(prior: float | None) -> None:
+    # More records at one second than a page holds (a burst, or a small page cap).
+    window = Window(1_000, 1_001)
+    for sample in ([1_000] * 100, [1_000, 999] * 50):
+        assert dense_pieces(window, sample, per_page=100, prior_records=prior) is None
+
+
 def test_a_page_in_time_order_leaves_the_part_it_has_not_reached_to_the_prior() -> None:
     window = Window(0, DAY)
     # The first page covers the window's first hour: 100 records, served in order.
@@ -270,7 +278,9 @@ def test_a_short_page_counts_as_full_only_while_no_cursor_key_was_seen() -> None
     assert not readings.is_full(5, 1000)
     readings.saw_page(3, cursor_key=True, cursor=False)
     assert not readings.is_full(250, 1000)  # the documented key: the cursor says
-    assert readings.is_full(1000, 1000)
+    assert readings.is_full(1000, 1000)  # ... but it may be always null: split
+    readings.saw_page(1000, cursor_key=True, cursor=True)
+    assert not readings.is_full(1000, 1000)  # a cursor followed: its null is the end
 
 
 def test_a_small_page_counts_as_full_when_another_field_could_be_the_cursor() -> None:
