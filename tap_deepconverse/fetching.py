@@ -89,6 +89,7 @@ class WindowSource:
         self.endpoint = endpoint
         # Also signalled when a window reports or is replaced: a scout's rest waits for it.
         self._lock = threading.Condition()
+        self._unblocked = False
 
     def next_job(self, only: str | None = None) -> WindowJob | None:
         longest = self.readings.longest(self.endpoint)
@@ -106,7 +107,16 @@ class WindowSource:
 
     def note_dense(self, job: WindowJob) -> None:
         with self._lock:
-            self.planners[job.bot].note_dense(job.window)
+            planner = self.planners[job.bot]
+            ready = planner.ready
+            planner.note_dense(job.window)
+            # Windows as long need not wait for this one to end.
+            self._unblocked = self._unblocked or (planner.ready and not ready)
+
+    def unblocked(self) -> bool:
+        with self._lock:
+            unblocked, self._unblocked = self._unblocked, False
+            return unblocked
 
     def replaced(self, job: WindowJob) -> None:
         with self._lock:

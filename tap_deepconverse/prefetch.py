@@ -74,13 +74,18 @@ class Replaced(Generic[J]):
 
 
 class JobSource(Protocol[K_contra, J_co]):
-    """Plans jobs. Called under the pipeline's lock, never from two threads at once."""
+    """Plans jobs. ``next_job`` and ``all_planned`` are called under the pipeline's lock,
+    never from two threads at once."""
 
     def next_job(self, only: K_contra | None = None) -> J_co | None:
         """A job to start now (of partition ``only`` if given), or None if none can be."""
 
     def all_planned(self, key: K_contra) -> bool:
         """True when partition ``key`` will have no further job."""
+
+    def unblocked(self) -> bool:
+        """True once after what a running job showed lets a job be planned that could not
+        be before (asked after every item a job produces, from its thread)."""
 
 
 class _Failed:
@@ -136,9 +141,8 @@ class _Job(Generic[K, J, T]):
                 budget.give(estimate - size)
                 pipeline.estimate = max(pipeline.estimate, size)
                 self._put(value, size)
-                # What a page showed may let the source plan more (a window found dense
-                # vouches for windows as long): they need not wait for this job to end.
-                pipeline.fill()
+                if pipeline.source.unblocked():
+                    pipeline.fill()  # rather than when this job ends
         except StopIteration:
             self._put(_DONE, 0)
         except BaseException as exc:  # handed to the consumer, re-raised there

@@ -96,6 +96,9 @@ class _Windows:
     def all_planned(self, key: str) -> bool:
         return not self.left
 
+    def unblocked(self) -> bool:
+        return False
+
 
 class _PeakBudget(ByteBudget):
     """A byte budget that remembers the most it held."""
@@ -179,6 +182,9 @@ def test_a_job_that_shows_the_source_can_plan_more_does_not_hold_it_back() -> No
 
         def all_planned(self, key: str) -> bool:
             return self.planned >= 3
+
+        def unblocked(self) -> bool:
+            return self.dense.is_set() and self.planned == 1
 
     source = GrowingWindows()
     others_started = threading.Event()
