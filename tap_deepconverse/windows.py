@@ -374,8 +374,9 @@ def dense_pieces(
     if len(inside) < 2:
         return None  # no times to go by: the cursor still gets every record
     first_time, last_time = inside[0], inside[-1]
-    ascending = list(sample) == inside
-    descending = list(sample) == inside[::-1]
+    # Records all at one second show no order.
+    ascending = first_time < last_time and list(sample) == inside
+    descending = first_time < last_time and list(sample) == inside[::-1]
     # A prior of less than half a page is belied by the cursor: it is stale.
     prior = prior_records if prior_records is not None and prior_records >= per_page / 2 else None
     if (ascending or descending) and prior is not None:
@@ -440,10 +441,12 @@ def chain_rest(
     if len(inside) < 2:
         return None
     ordered = sorted(times)  # once: the chain's times grow with every page it goes on
-    if list(times) == ordered:
+    # Records all at one second show no order (served newest first, older ones may follow).
+    spread = ordered[0] < ordered[-1]
+    if spread and list(times) == ordered:
         done = min(max(times[-1], window.start), window.end)
         rest = (done, window.end)
-    elif list(times) == ordered[::-1]:
+    elif spread and list(times) == ordered[::-1]:
         done = window.start
         rest = (window.start, min(max(times[-1] + 1, window.start), window.end))
     elif pages < MAX_UNORDERED_CHAIN:

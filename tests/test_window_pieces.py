@@ -111,6 +111,17 @@ def test_the_rest_of_a_chain_in_time_order_goes_on_as_pieces() -> None:
     assert chain_rest(window, [DAY - 2, DAY - 1, DAY], per_page=100, pages=5) is None
 
 
+def test_a_chain_all_at_one_second_shows_no_order() -> None:
+    # 400 records at noon served first: newest first, the morning's are yet to come, so
+    # nothing before noon may count as out, and nothing after it as left.
+    window = Window(0, DAY)
+    served = [12 * HOUR] * 400
+    assert chain_rest(window, served, per_page=100, pages=5) is None  # the chain goes on
+    again = chain_rest(window, served, per_page=100, pages=MAX_UNORDERED_CHAIN)
+    assert isinstance(again, Scout)  # the whole window again, around a scout
+    assert tiles(window, again.pieces)
+
+
 def test_a_long_chain_in_no_order_is_fetched_again_around_a_scout() -> None:
     window = Window(0, DAY)
     # 800 records served out of time order, all in the window's last 6 hours.
