@@ -165,6 +165,20 @@ class WindowSource:
             self._lock.notify_all()
 
 
+class ChainTimes:
+    """A cursor chain's records' times as served (the earliest of each record's), while it
+    may yet be cut; and the latest of the last one's, since the window may filter on any."""
+
+    def __init__(self) -> None:
+        self.times: list[int] = []
+        self.last_latest: int | None = None
+
+    def add(self, times: list[int], last_record: list[int]) -> None:
+        self.times.extend(times)
+        if last_record:
+            self.last_latest = max(last_record)
+
+
 class AnswerReach:
     """The ids of a window's records and the latest of their times: how far into the window
     the answer demonstrably went."""
@@ -234,8 +248,7 @@ class WindowFetcher:
         records = 0
         dense = False
         target = target_records(self.per_page, cursor_followed=self.readings.paging_trusted)
-        # Times in the order served, while a long chain may yet be cut.
-        served: list[int] | None = [] if len(queries) == 1 else None
+        served = ChainTimes() if len(queries) == 1 else None
         # Where a bot's first records begin, for the density (a lead-in's windows are empty).
         first_record: int | None = None
         lead_in = self.source.before_first_records(job.bot)
@@ -253,7 +266,7 @@ class WindowFetcher:
                     reach.add(keys)
                 times = self.times_of(keys)
                 if served is not None and chained:
-                    served.extend(times)
+                    served.add(times, self.record_times(keys[-1]) if keys else [])
                 if lead_in and times:
                     first_record = min(times if first_record is None else [*times, first_record])
             yield page
@@ -290,7 +303,7 @@ class WindowFetcher:
     def cut_chain(
         self,
         job: WindowJob,
-        served: list[int],
+        served: ChainTimes,
         reach: AnswerReach | None,
         *,
         page_count: int,
@@ -302,7 +315,13 @@ class WindowFetcher:
         than any shown complete; ``target``: the records a window is sized to hold); None
         while the chain goes on."""
         window = job.window
-        rest = chain_rest(window, served, per_page=max(page_count, 1), pages=pages)
+        rest = chain_rest(
+            window,
+            served.times,
+            per_page=max(page_count, 1),
+            pages=pages,
+            last_latest=served.last_latest,
+        )
         if isinstance(rest, Scout):
             # Denser than planned, and no telling how much: fetched again, sized by a scout
             # (the records written so far are not written twice).

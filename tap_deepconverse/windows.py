@@ -429,10 +429,17 @@ class ChainRest:
 
 
 def chain_rest(
-    window: Window, times: Sequence[int], *, per_page: int, pages: int
+    window: Window,
+    times: Sequence[int],
+    *,
+    per_page: int,
+    pages: int,
+    last_latest: int | None = None,
 ) -> ChainRest | Scout | None:
     """A window whose cursor chain has gone :data:`MAX_CHAINED_PAGES` pages and goes on is
-    fetched as pieces instead (``times``: its records' times as served). Served in time
+    fetched as pieces instead (``times``: its records' times as served, the earliest of
+    each record's; ``last_latest``: the latest of the last record's, as the window may
+    filter on any). Served in time
     order, the part not yet served is a range of its own, sized by the density seen so far.
     Served in no order, the pages so far are a sample of the whole window that says nothing
     of its count: past :data:`MAX_UNORDERED_CHAIN` pages the whole window is fetched again,
@@ -448,7 +455,9 @@ def chain_rest(
         rest = (done, window.end)
     elif spread and list(times) == ordered[::-1]:
         done = window.start
-        rest = (window.start, min(max(times[-1] + 1, window.start), window.end))
+        # Records yet to come are filtered in at no later time than the last one served.
+        last = max(times[-1], last_latest if last_latest is not None else times[-1])
+        rest = (window.start, min(max(last + 1, window.start), window.end))
     elif pages < MAX_UNORDERED_CHAIN:
         return None
     else:

@@ -12,6 +12,7 @@ from tap_deepconverse.windows import (
     MAX_PIECES,
     MAX_UNORDERED_CHAIN,
     SCOUT_SHARE,
+    ChainRest,
     RecentIds,
     Scout,
     Window,
@@ -109,6 +110,20 @@ def test_the_rest_of_a_chain_in_time_order_goes_on_as_pieces() -> None:
     assert 4 <= len(rest.pieces) <= 6
     # Served up to the window's end: nothing is left to cut, the chain goes on.
     assert chain_rest(window, [DAY - 2, DAY - 1, DAY], per_page=100, pages=5) is None
+
+
+def test_a_chain_newest_first_leaves_what_its_last_record_could_be_filtered_at() -> None:
+    # Conversations newest first by lastActionAt; each is known by its earliest time, its
+    # start. The last one served lasted 4 hours: those still to come were active up to its
+    # last action, however late they started.
+    window = Window(0, DAY)
+    starts = [DAY - 1 - 60 * i for i in range(400)]  # newest first, a minute apart
+    last_action = starts[-1] + 4 * HOUR
+    rest = chain_rest(window, starts, per_page=100, pages=5, last_latest=last_action)
+    assert rest is not None
+    assert isinstance(rest, ChainRest)
+    assert rest.done_until == window.start
+    assert (rest.pieces[0].start, rest.pieces[-1].end) == (0, last_action + 1)
 
 
 def test_a_chain_all_at_one_second_shows_no_order() -> None:
