@@ -429,7 +429,16 @@ class WindowFetcher:
                 return pieces.pieces
             if pieces is not None:
                 return pieces
-        return first, pages
+        return first, self.noted(pages)
+
+    def noted(self, pages: Iterator[Page]) -> Iterator[Page]:
+        """A query's pages after its first, noted in the readings as its first is (a first
+        page may be empty while the cursor goes on)."""
+        for page in pages:
+            self.readings.saw_page(
+                page.count, cursor_key=page.cursor_key, cursor=page.cursor is not None
+            )
+            yield page
 
     def check_tail(self, job: WindowJob, reach: AnswerReach) -> WindowSplit | None:
         """A window longer than any shown complete: ask the part after its last record on

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tap_deepconverse.simulator import Dataset, Simulator, SimulatorOptions
@@ -75,6 +77,10 @@ def test_conversations_filtered_on_last_action_and_empty_pages(
     fast_simulator.options.empty_pages = True
     run = tap.run(config_for(fast_simulator, **FAST))
     assert_complete_and_exact(run, fast_simulator.dataset)
+    # Every first page is empty: what the API serves a page shows in the pages after it.
+    served = re.search(r"largest page served: (\d+)", run.stderr)
+    assert served is not None
+    assert int(served.group(1)) > 0
 
 
 def test_final_state_has_a_bookmark_per_bot_and_stream(
