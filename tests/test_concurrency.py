@@ -9,9 +9,12 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from tap_deepconverse.fetching import WindowSource
 from tap_deepconverse.prefetch import ByteBudget, Pipeline
+from tap_deepconverse.readings import ApiReadings
 from tap_deepconverse.simulator import Simulator, SimulatorOptions, generate_dataset
 from tap_deepconverse.timestamps import normalize_timestamp
+from tap_deepconverse.windows import WindowPlanner
 from tests.conftest import TapRunner, bookmark, config_for
 from tests.test_export import assert_complete_and_exact
 
@@ -212,3 +215,18 @@ def test_a_job_that_shows_the_source_can_plan_more_does_not_hold_it_back() -> No
     got = [item for _, items in pipeline.partition("bot") for item in items]
     pipeline.close()
     assert got == [10, 11, 2, 3]
+
+
+def test_a_window_found_dense_unblocks_planning_once() -> None:
+    day = 86_400
+    planner = WindowPlanner(0, 30 * day, first_length=day, longest=31 * day)
+    readings = ApiReadings(trusted_window=day, accepted_window=day)
+    source = WindowSource({"bot": planner}, readings, "messages")
+    first = source.next_job()
+    assert first is not None
+    assert source.next_job() is None  # the first window's length is a guess: it goes alone
+    assert not source.unblocked()
+    source.note_dense(first)  # its first page came with a cursor
+    assert source.unblocked()
+    assert not source.unblocked()  # told once
+    assert source.next_job() is not None
