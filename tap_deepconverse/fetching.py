@@ -131,9 +131,11 @@ class WindowSource:
         with self._lock:
             self._lock.wait_for(lambda: not planner.scout_pending(job.window), timeout)
 
-    def rest_pieces(self, job: WindowJob, per_page: int) -> list[Window] | None:
+    def known_pieces(self, job: WindowJob, per_page: int) -> list[Window] | None:
+        if job.planned:
+            return None
         with self._lock:
-            return self.planners[job.bot].rest_pieces(job.window, per_page)
+            return self.planners[job.bot].known_pieces(job.window, per_page)
 
     def density(self, bot: str, window: Window) -> float | None:
         with self._lock:
@@ -345,11 +347,13 @@ class WindowFetcher:
         return WindowSplit(self.pieces(job, pieces), done_until=rest.done_until)
 
     def known_dense(self, job: WindowJob) -> WindowSplit | None:
-        """The pieces of a scout's rest whose count the scout showed dense, with no request
-        spent on it (the scout's count is waited for); None for any other window."""
+        """The pieces of a window known dense before it is asked, with no request spent on
+        it: a scout's rest whose count the scout showed dense (the scout's count is waited
+        for), or a piece that the windows reported since it was cut show dense (see
+        :meth:`WindowPlanner.known_pieces`). None for any other window."""
         self.source.await_scout(job, SCOUT_WAIT_SECONDS)
         served = self.readings.page_size_served
-        pieces = self.source.rest_pieces(job, min(served, self.per_page) or self.per_page)
+        pieces = self.source.known_pieces(job, min(served, self.per_page) or self.per_page)
         if pieces is None:
             return None
         self.source.replaced(job)

@@ -148,6 +148,7 @@ class WindowPlanner:
         self.in_flight = 0  # planned windows not yet finished or replaced by pieces
         self._prior_density = density  # an earlier run's, until this run's windows report
         self._observed: deque[tuple[Window, float]] = deque(maxlen=RECENT_OBSERVATIONS)
+        self._scouted: set[Window] = set()  # observed windows whose count a scout estimated
         # Scouts by their own window and by their rest's; a scout's count once it reported
         # (None when it was cut into pieces that tell nothing); and the scout a scout's
         # window was itself scouted for, whose count follows from it.
@@ -224,7 +225,8 @@ class WindowPlanner:
         if planned:
             self.in_flight -= 1
         self.reported = True
-        seen = self._settle_scout(window, records) or (window, records)
+        whole = self._settle_scout(window, records)
+        seen = whole or (window, records)
         if seen[1] and self.before_first_records:
             # The first records: the empty range before them (a start_date set before the
             # bot's first record) says nothing of the density from here on, and neither
@@ -234,6 +236,9 @@ class WindowPlanner:
             if first_record is not None and seen_window.start < first_record < seen_window.end:
                 seen = (Window(first_record, seen_window.end), seen[1])
         self._observed.append(seen)
+        if whole is not None:
+            self._scouted.add(seen[0])
+        self._scouted &= {w for w, _ in self._observed}
         self.proven = max(self.proven, window.length)
         near = self._near(self._frontier)
         self.length = next_length(
@@ -258,12 +263,22 @@ class WindowPlanner:
         scout = self._rests.get(window)
         return scout is not None and scout.window not in self._scout_counts
 
-    def rest_pieces(self, window: Window, per_page: int) -> list[Window] | None:
+    def known_pieces(self, window: Window, per_page: int) -> list[Window] | None:
         """The pieces to fetch ``window`` as before asking it anything: it is the rest of a
-        scout whose count shows it dense. None otherwise."""
+        scout whose count shows it dense, or a piece of a window that the windows reported
+        since it was cut show to hold more than a chain's worth (a piece is sized by an
+        estimate, which they correct). None otherwise: a window this planner planned is
+        sized by the same densities, and a scout is asked for its count."""
         scout = self._rests.get(window)
-        count = None if scout is None else self._scout_counts.get(scout.window)
-        return None if scout is None or count is None else scout.rest_pieces(count, per_page)
+        if scout is not None:
+            count = self._scout_counts.get(scout.window)
+            return None if count is None else scout.rest_pieces(count, per_page)
+        if window in self._scouts:
+            return None
+        density = self.density_near(window)
+        if density is None or density * window.length / per_page <= MAX_CHAINED_PAGES:
+            return None
+        return _even(window, _piece_count(density * window.length / per_page)) or None
 
     def expected_records(self, window: Window) -> float | None:
         """How many records ``window`` holds, as far as other windows tell: its scout's
@@ -314,11 +329,14 @@ class WindowPlanner:
     def _near(self, window: Window) -> list[tuple[Window, float]]:
         """The reported windows nearest ``window`` in time, enough of them to span a day."""
 
-        def gap(seen: tuple[Window, float]) -> int:
-            return max(0, seen[0].start - window.end, window.start - seen[0].end)
+        def distance(seen: tuple[Window, float]) -> int:
+            gap = max(0, seen[0].start - window.end, window.start - seen[0].end)
+            # A count a scout estimated (from a few records of a sample) counts as far again
+            # as its window is long: the counts of its pieces supersede it as they report.
+            return gap + (seen[0].length if seen[0] in self._scouted else 0)
 
         near: list[tuple[Window, float]] = []
-        for seen in sorted(self._observed, key=gap):
+        for seen in sorted(self._observed, key=distance):
             near.append(seen)
             if sum(w.length for w, _ in near) >= DENSITY_SPAN_SECONDS:
                 break

@@ -178,12 +178,39 @@ def test_a_dense_window_nothing_tells_of_is_sized_by_a_scout() -> None:
     )
     # 1,880 records at 100 a page: the rest is cut before it is asked anything, where the
     # page's records are, into pieces of about 3.6 pages.
-    pieces = planner.rest_pieces(scout.rest, 100)
+    pieces = planner.known_pieces(scout.rest, 100)
     assert pieces is not None
     assert tiles(scout.rest, pieces)
     assert len(pieces) == 6
     assert all(piece.start >= 20 * DAY for piece in pieces[1:])
     assert scout.rest_pieces(10, 100) is None  # 150 records: its cursor is followed
+
+
+def test_pieces_cut_by_a_scout_are_cut_again_when_their_neighbours_show_them_dense() -> None:
+    window = Window(0, 16 * DAY)
+    sample = [(i * 86_413) % window.length for i in range(100)]
+    scout = dense_pieces(window, sample, per_page=100, prior_records=None)
+    assert isinstance(scout, Scout)
+    planner = WindowPlanner(0, 16 * DAY, first_length=16 * DAY, longest=16 * DAY)
+    planner.replaced(planner.next_window())
+    planner.note_scout(scout)
+    # The scout counts 40 records: 600 in the whole window by its sample, 37.5 a day.
+    planner.observe(scout.window, 40, target_records=360, planned=False)
+    assert planner.known_pieces(scout.window, 100) is None  # a scout is asked, never cut
+    rest = planner.known_pieces(scout.rest, 100)
+    assert rest is not None and tiles(scout.rest, rest)
+    # Nothing has reported on the pieces' days but the scout's estimate: each is paged.
+    assert all(planner.known_pieces(piece, 100) is None for piece in rest)
+    # Two pieces two days off report 600 records a day: the estimate was far too low. A
+    # piece not yet asked is cut before it is, into pieces of about 3.6 pages.
+    late = Window(10 * DAY, 11 * DAY)
+    for day in (12, 13):
+        planner.observe(Window(day * DAY, (day + 1) * DAY), 600, target_records=360, planned=False)
+    cut = planner.known_pieces(late, 100)
+    assert cut is not None and tiles(late, cut)
+    assert len(cut) == 2
+    # A window whose neighbours report it light is asked as it is.
+    assert planner.known_pieces(Window(10 * DAY, 10 * DAY + 3 * HOUR), 100) is None
 
 
 def test_a_scout_too_dense_to_tell_is_scouted_in_turn() -> None:
