@@ -232,6 +232,7 @@ class WindowFetcher:
         self.per_page = queries.per_page
         self.counters = client.counters
         self.logger = logger
+        self.proofs_tell = True  # until a probe of a window's length proves nothing
 
     def window_pages(self, job: WindowJob) -> Iterator[Page | WindowSplit]:
         """Every page of one window, or a split into pieces; tells the planner what it held."""
@@ -254,6 +255,7 @@ class WindowFetcher:
         # Where a bot's first records begin, for the density (a lead-in's windows are empty).
         first_record: int | None = None
         lead_in = self.source.before_first_records(job.bot)
+        number = 0
         for number, page in enumerate(pages, start=1):
             self.counters.add(pages=1)
             records += page.count
@@ -284,7 +286,7 @@ class WindowFetcher:
                     # reached): the chain goes on, and its times need not grow with it.
                     served = None
         if reach is not None:
-            split = self.check_tail(job, reach)
+            split = self.check_tail(job, reach, one_page=number <= 1)
             if split is not None:
                 self.source.replaced(job)
                 yield split
@@ -444,11 +446,14 @@ class WindowFetcher:
             )
             yield page
 
-    def check_tail(self, job: WindowJob, reach: AnswerReach) -> WindowSplit | None:
+    def check_tail(
+        self, job: WindowJob, reach: AnswerReach, *, one_page: bool
+    ) -> WindowSplit | None:
         """A window longer than any shown complete: ask the part after its last record on
         its own. Records there that the window's answer lacks mean the API cut it. A check
         is itself a window: it is only trusted as long as what is known complete, so a long
-        tail is first met by a probe that looks for records far into the bot's range."""
+        tail is first met by a probe that looks for records far into the bot's range, and
+        a short one after an answer of one page by a probe that may prove the length."""
         window = job.window
         if reach.latest is not None:
             self.readings.shown_complete(reach.span(window))
@@ -458,6 +463,9 @@ class WindowFetcher:
         missing = 0
         if window.length - covered > covered:
             missing = self.probe_reach(job, reach)
+            covered = self.covered(window, reach)
+        elif one_page and reach.latest is not None:
+            self.prove_length(job, reach)
             covered = self.covered(window, reach)
         if not missing and covered < window.length:
             tail = Window(window.start + covered, window.end)
@@ -485,6 +493,27 @@ class WindowFetcher:
             )
         rest = Window(window.start + cut, window.end)
         return WindowSplit(self.pieces(job, pieces_within(rest, cut)), done_until=rest.start)
+
+    def prove_length(self, job: WindowJob, reach: AnswerReach) -> None:
+        """One request that may show windows as long as ``job``'s answered completely for
+        the run, so that the windows of that length checked after it need no check: the
+        window as long that ends just after the last record of its answer. That record in
+        the first page shows that the API kept a window's last second. Its answer was one
+        page, so the window so placed (a few seconds earlier) likely is too. Probes are made
+        one at a time, so that windows checked at once go by the first one's finding. After
+        one that proved nothing (the record left out: the API may filter on a later time of
+        it), the run's windows check their own tails."""
+        window = job.window
+        with self.readings.probing:
+            if not self.proofs_tell or reach.latest is None:
+                return
+            if self.covered(window, reach) >= window.length:
+                return
+            end = reach.latest + 1
+            probe = Window(end - window.length, end)
+            tail = Window(window.start + self.covered(window, reach), window.end)
+            self.probe_records(job.bot, probe, tail, reach)
+            self.proofs_tell = self.covered(window, reach) >= window.length
 
     def covered(self, window: Window, reach: AnswerReach) -> int:
         """Seconds from the window's start its answer is known to hold completely: what the

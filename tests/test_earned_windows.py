@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 
 from tap_deepconverse.simulator import Simulator, SimulatorOptions, generate_dataset
-from tests.conftest import DAY, START, TapRunner, config_for
+from tests.conftest import DAY, START, TapRunner, config_for, iso
 from tests.test_export import assert_complete_and_exact
 
 STREAMS = ("conversations", "messages")
@@ -280,3 +280,42 @@ def test_an_empty_lead_in_is_proven_complete_by_a_request_or_two(
     # checks add a request or two to the whole run.
     lead_in = 2 + -(-(387 - 9) // 31)
     assert sum(windows.values()) <= 2 * len(dataset.bots) * lead_in + 2, windows
+
+
+def checks_made(sim: Simulator, endpoint: str, first_start: int) -> int:
+    """Requests beside each bot's tiling of windows (first pages whose ranges follow on from
+    ``first_start``): for bots whose windows are never cut, the checks of long windows."""
+    asked: dict[str, list[tuple[int, int]]] = {}
+    for r in sim.requests:
+        if r.endpoint == endpoint and "cursor" not in r.params:
+            bounds = (int(r.params["start_time"]), int(r.params["end_time"]))
+            asked.setdefault(r.params["bot_name"], []).append(bounds)
+    extra = 0
+    for ranges in asked.values():
+        ends = dict(ranges)
+        tiles, start = 0, first_start - 1  # each window is asked from a second before it
+        while start in ends:
+            tiles, start = tiles + 1, ends[start] - 1
+        extra += len(ranges) - tiles
+    return extra
+
+
+@pytest.mark.parametrize("order", ["random", "asc", "desc"])
+def test_a_window_length_is_proven_once_not_by_every_window_as_long(
+    tap: TapRunner, order: str
+) -> None:
+    # Eight quiet bots whose month-long windows are in flight at once. A window's last record
+    # is never at its very end, so its answer proves less than its length, and each would
+    # check its own tail; one window as long, ending at a last record, proves the length.
+    bots = tuple(f"quiet-{i}" for i in range(8))
+    dataset = generate_dataset(
+        seed=4, days=124, bots=bots, conversations_per_bot=[40] * 8,
+        day_boundary_conversations=False,
+    )  # fmt: skip
+    with Simulator(dataset, SimulatorOptions(rate_limit=None, order=order)) as sim:
+        config = config_for(sim, requests_per_second=500, end_date=iso(START + 124 * DAY))
+        run = tap.run(config)
+        assert_complete_and_exact(run, dataset)
+        for endpoint in STREAMS:
+            # A request or two for the whole run, not one for each window.
+            assert checks_made(sim, endpoint, START) <= 2, endpoint
