@@ -186,14 +186,21 @@ def test_a_dense_window_nothing_tells_of_is_sized_by_a_scout() -> None:
     assert scout.rest_pieces(10, 100) is None  # 150 records: its cursor is followed
 
 
-def test_pieces_cut_by_a_scout_are_cut_again_when_their_neighbours_show_them_dense() -> None:
-    window = Window(0, 16 * DAY)
-    sample = [(i * 86_413) % window.length for i in range(100)]
-    scout = dense_pieces(window, sample, per_page=100, prior_records=None)
+def planner_with_scout(days: int, records: int) -> tuple[WindowPlanner, Scout]:
+    """A planner whose one window, ``days`` long, was cut around a scout by a first page of
+    ``records`` records spread over it."""
+    window = Window(0, days * DAY)
+    sample = [(i * 86_413) % window.length for i in range(records)]
+    scout = dense_pieces(window, sample, per_page=records, prior_records=None)
     assert isinstance(scout, Scout)
-    planner = WindowPlanner(0, 16 * DAY, first_length=16 * DAY, longest=16 * DAY)
+    planner = WindowPlanner(0, window.end, first_length=window.length, longest=window.length)
     planner.replaced(planner.next_window())
     planner.note_scout(scout)
+    return planner, scout
+
+
+def test_pieces_cut_by_a_scout_are_cut_again_when_their_neighbours_show_them_dense() -> None:
+    planner, scout = planner_with_scout(16, 100)
     # The scout counts 40 records: 600 in the whole window by its sample, 37.5 a day.
     planner.observe(scout.window, 40, target_records=360, planned=False)
     assert planner.known_pieces(scout.window, 100) is None  # a scout is asked, never cut
@@ -214,13 +221,7 @@ def test_pieces_cut_by_a_scout_are_cut_again_when_their_neighbours_show_them_den
 
 
 def test_a_scout_too_dense_to_tell_is_scouted_in_turn() -> None:
-    window = Window(0, 16 * DAY)
-    sample = [(i * 86_413) % window.length for i in range(160)]
-    outer = dense_pieces(window, sample, per_page=160, prior_records=None)
-    assert isinstance(outer, Scout)
-    planner = WindowPlanner(0, 16 * DAY, first_length=16 * DAY, longest=16 * DAY)
-    planner.replaced(planner.next_window())
-    planner.note_scout(outer)
+    planner, outer = planner_with_scout(16, 160)
     inner_sample = [outer.window.start + (i * 7_919) % outer.window.length for i in range(160)]
     inner = dense_pieces(outer.window, inner_sample, per_page=160, prior_records=None)
     assert isinstance(inner, Scout)
