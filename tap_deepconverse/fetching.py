@@ -149,9 +149,9 @@ class WindowSource:
         with self._lock:
             self.planners[bot].note_scout(scout)
 
-    def before_first_records(self, bot: str) -> bool:
+    def may_hold_first_record(self, job: WindowJob) -> bool:
         with self._lock:
-            return self.planners[bot].before_first_records
+            return self.planners[job.bot].may_hold_first_record(job.window)
 
     def observe(
         self, job: WindowJob, records: int, target: float, first_record: int | None = None
@@ -252,9 +252,10 @@ class WindowFetcher:
         dense = False
         target = target_records(self.per_page, cursor_followed=self.readings.paging_trusted)
         served = ChainTimes() if len(queries) == 1 else None
-        # Where a bot's first records begin, for the density (a lead-in's windows are empty).
+        # Where a bot's records begin: for the density (a lead-in's windows are empty), and
+        # so that no window before them is cut by the density after them.
         first_record: int | None = None
-        lead_in = self.source.before_first_records(job.bot)
+        lead_in = self.source.may_hold_first_record(job)
         number = 0
         for number, page in enumerate(pages, start=1):
             self.counters.add(pages=1)

@@ -149,6 +149,7 @@ class WindowPlanner:
         self._prior_density = density  # an earlier run's, until this run's windows report
         self._observed: deque[tuple[Window, float]] = deque(maxlen=RECENT_OBSERVATIONS)
         self._scouted: set[Window] = set()  # observed windows whose count a scout estimated
+        self._first_record: int | None = None  # the earliest record time reported yet
         # Scouts by their own window and by their rest's; a scout's count once it reported
         # (None when it was cut into pieces that tell nothing); and the scout a scout's
         # window was itself scouted for, whose count follows from it.
@@ -205,6 +206,11 @@ class WindowPlanner:
             self.in_flight -= 1
             self.note_dense(window)
 
+    def may_hold_first_record(self, window: Window) -> bool:
+        """True when ``window`` starts before the earliest record reported yet (or none has
+        been): its records' times may show where the bot's records begin."""
+        return self._first_record is None or window.start < self._first_record
+
     @property
     def before_first_records(self) -> bool:
         """True until a window with records has reported: the range so far is a lead-in."""
@@ -225,6 +231,9 @@ class WindowPlanner:
         if planned:
             self.in_flight -= 1
         self.reported = True
+        if first_record is not None and records:
+            known = self._first_record
+            self._first_record = first_record if known is None else min(known, first_record)
         whole = self._settle_scout(window, records)
         seen = whole or (window, records)
         if seen[1] and self.before_first_records:
@@ -275,10 +284,16 @@ class WindowPlanner:
             return None if count is None else scout.rest_pieces(count, per_page)
         if window in self._scouts:
             return None
+        # Before the bot's earliest record yet seen, the windows after it say nothing (the
+        # range before a bot's first record is empty).
+        start = max(window.start, self._first_record or window.start)
         density = self.density_near(window)
-        if density is None or density * window.length / per_page <= MAX_CHAINED_PAGES:
+        if density is None or start >= window.end:
             return None
-        return _even(window, _piece_count(density * window.length / per_page)) or None
+        pages = density * (window.end - start) / per_page
+        if pages <= MAX_CHAINED_PAGES:
+            return None
+        return _tile(window, _even_cuts(start, window.end, _piece_count(pages))) or None
 
     def expected_records(self, window: Window) -> float | None:
         """How many records ``window`` holds, as far as other windows tell: its scout's

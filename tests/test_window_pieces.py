@@ -220,6 +220,24 @@ def test_pieces_cut_by_a_scout_are_cut_again_when_their_neighbours_show_them_den
     assert planner.known_pieces(Window(10 * DAY, 10 * DAY + 3 * HOUR), 100) is None
 
 
+def test_a_piece_before_the_first_record_is_not_cut_by_the_density_after_it() -> None:
+    # A year before the data: the part of the range before a bot's first record is empty,
+    # however dense the windows after it.
+    planner = WindowPlanner(0, 40 * DAY, first_length=40 * DAY, longest=40 * DAY)
+    planner.replaced(planner.next_window())
+    first = 20 * DAY + 600
+    planner.observe(
+        Window(20 * DAY, 21 * DAY), 600, target_records=360, planned=False, first_record=first
+    )
+    assert planner.known_pieces(Window(5 * DAY, 19 * DAY), 100) is None
+    # A piece across the first record is cut over its part from the first record on.
+    across = Window(18 * DAY, 22 * DAY)
+    pieces = planner.known_pieces(across, 100)
+    assert pieces is not None and tiles(across, pieces)
+    assert len(pieces) == 4  # some 1,200 records after the first
+    assert all(piece.start >= first for piece in pieces[1:])
+
+
 def test_a_scout_too_dense_to_tell_is_scouted_in_turn() -> None:
     planner, outer = planner_with_scout(16, 160)
     inner_sample = [outer.window.start + (i * 7_919) % outer.window.length for i in range(160)]
