@@ -503,7 +503,8 @@ class WindowFetcher:
         page, so the window so placed (a few seconds earlier) likely is too. Probes are made
         one at a time, so that windows checked at once go by the first one's finding. After
         one that proved nothing (the record left out: the API may filter on a later time of
-        it), the run's windows check their own tails."""
+        it), the run's windows check their own tails. A probe that would reach before the
+        run's range (a bot's first window) is not made."""
         window = job.window
         with self.readings.probing:
             if not self.proofs_tell or reach.latest is None:
@@ -511,6 +512,8 @@ class WindowFetcher:
             if self.covered(window, reach) >= window.length:
                 return
             end = reach.latest + 1
+            if end - window.length < self.source.planners[job.bot].start:
+                return  # a probe stays within the run's range
             probe = Window(end - window.length, end)
             tail = Window(window.start + self.covered(window, reach), window.end)
             self.probe_records(job.bot, probe, tail, reach)
