@@ -304,14 +304,14 @@ def checks_made(sim: Simulator, endpoint: str, first_start: int) -> int:
 def test_a_window_length_is_proven_once_not_by_every_window_as_long(
     tap: TapRunner, order: str
 ) -> None:
-    # Eight quiet bots whose month-long windows are in flight at once, their answers all
-    # coming back together. A window's last record is never at its very end, so its answer
-    # proves less than its length, and each would check its own tail; one window as long,
-    # ending at a last record, proves the length. (In no time order, a first look far into
-    # the range already shows long windows complete.)
+    # Eight quiet bots (a conversation a day) whose month-long windows are in flight at
+    # once, their answers all coming back together. A window's last record is never at its
+    # very end, so its answer proves less than its length, and each would check its own
+    # tail; one window as long, ending at a last record, proves the length. (In no time
+    # order, a first look far into the range already shows long windows complete.)
     bots = tuple(f"quiet-{i}" for i in range(8))
     dataset = generate_dataset(
-        seed=4, days=124, bots=bots, conversations_per_bot=[40] * 8,
+        seed=4, days=124, bots=bots, conversations_per_bot=[120] * 8,
         day_boundary_conversations=False,
     )  # fmt: skip
     options = SimulatorOptions(rate_limit=None, order=order, latency=0.2)
@@ -324,6 +324,7 @@ def test_a_window_length_is_proven_once_not_by_every_window_as_long(
         )
         run = tap.run(config)
         assert_complete_and_exact(run, dataset)
-        # A request or two a length for the whole run, not one for each window.
         checks = {endpoint: checks_made(sim, endpoint, START) for endpoint in STREAMS}
-    assert sum(checks.values()) <= 4, checks
+    # A request or two a length for the whole run, not one for each window (about one a
+    # bot and endpoint: 14).
+    assert sum(checks.values()) <= 7, checks
