@@ -255,7 +255,7 @@ class WindowFetcher:
         # Where a bot's records begin: for the density (a lead-in's windows are empty), and
         # so that no window before them is cut by the density after them.
         first_record: int | None = None
-        lead_in = self.source.may_hold_first_record(job)
+        finds_first = self.source.may_hold_first_record(job)
         number = 0
         for number, page in enumerate(pages, start=1):
             self.counters.add(pages=1)
@@ -265,14 +265,14 @@ class WindowFetcher:
                 dense = True
                 self.source.note_dense(job)
             chained = served is not None and page.cursor is not None
-            if reach is not None or chained or (lead_in and page.count):
+            if reach is not None or chained or (finds_first and page.count):
                 keys = self.page_keys(page)  # read once for every use
                 if reach is not None:
                     reach.add(keys)
                 times = self.times_of(keys)
                 if served is not None and chained:
                     served.add(times, self.record_times(keys[-1]) if keys else [])
-                if lead_in and times:
+                if finds_first and times:
                     first_record = min(times if first_record is None else [*times, first_record])
             yield page
             if served is not None and page.cursor is not None and number >= MAX_CHAINED_PAGES:

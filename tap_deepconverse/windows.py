@@ -286,7 +286,8 @@ class WindowPlanner:
             return None
         # Before the bot's earliest record yet seen, the windows after it say nothing (the
         # range before a bot's first record is empty).
-        start = max(window.start, self._first_record or window.start)
+        first = self._first_record
+        start = window.start if first is None else max(window.start, first)
         density = self.density_near(window)
         if density is None or start >= window.end:
             return None
