@@ -92,6 +92,11 @@ MAX_CHAINED_PAGES = 4.5
 # page (a random sample of the window), whatever their times.
 SCOUT_SHARE = 1 / 16
 MAX_PIECES = 64
+# A piece cut at a sample's quantiles holds its share of the records give or take about
+# 1/sqrt of the sample's times in it. With fewer than this many times a piece, pieces aim
+# at fewer pages, so that one holding twice its share is still a short chain.
+MIN_SAMPLE_PER_PIECE = 8
+SAMPLED_PAGES_PER_WINDOW = 3
 # Pages a chain in no time order goes before its window is fetched again around a scout:
 # windows are sized to hold fewer, and those served in no order vary.
 MAX_UNORDERED_CHAIN = 12
@@ -380,7 +385,7 @@ class Scout:
         pages = scout_count * self.ratio / per_page
         if pages <= MAX_CHAINED_PAGES:
             return None
-        return _tile(self.rest, _quantile_cuts(self.rest_sample, _piece_count(pages))) or None
+        return _tile(self.rest, _quantile_cuts(self.rest_sample, pages)) or None
 
 
 def dense_pieces(
@@ -436,7 +441,7 @@ def dense_pieces(
     elif descending:
         cuts = _even_cuts(window.start, min(last_time + 1, window.end), count)
     else:
-        cuts = _quantile_cuts(inside, count)
+        cuts = _quantile_cuts(inside, pages)
     return _tile(window, cuts) or _even(window, 2)
 
 
@@ -509,8 +514,13 @@ def _piece_count(pages: float) -> int:
     return min(MAX_PIECES, math.ceil(pages / (PAGES_PER_WINDOW * WHOLE_PAGES_MARGIN)))
 
 
-def _quantile_cuts(ordered: Sequence[int], count: int) -> list[int]:
-    """The points that cut a sorted sample of times into ``count`` parts of equal counts."""
+def _quantile_cuts(ordered: Sequence[int], pages: float) -> list[int]:
+    """The points that cut a sorted sample of times into parts of equal counts, for pieces
+    of a window of ``pages`` pages: as many as for any window, or more when that would leave
+    each few of the sample's times (see :data:`MIN_SAMPLE_PER_PIECE`)."""
+    count = _piece_count(pages)
+    if len(ordered) < count * MIN_SAMPLE_PER_PIECE:
+        count = min(MAX_PIECES, math.ceil(pages / SAMPLED_PAGES_PER_WINDOW))
     return [ordered[len(ordered) * i // count] for i in range(1, count)]
 
 

@@ -91,6 +91,29 @@ def test_a_page_in_no_order_is_cut_at_its_quantiles_by_the_prior_estimate() -> N
     assert dense_pieces(window, sample, per_page=100, prior_records=300) is None
 
 
+def test_pieces_cut_at_a_sample_too_small_to_size_them_aim_at_fewer_pages() -> None:
+    window = Window(0, 30 * DAY)
+    sample = [(i * 86_413) % window.length for i in range(100)]
+    # 15,000 records at 100 a page: 150 pages. In pieces of 3.6 pages each would hold 2 or
+    # 3 of the sample's times, so its count is known to within a factor of 2: pieces aim at
+    # 3 pages.
+    pieces = dense_pieces(window, sample, per_page=100, prior_records=15_000)
+    assert pieces is not None and not isinstance(pieces, Scout)
+    assert tiles(window, pieces)
+    assert len(pieces) == 50
+    # The rest of a scout is cut the same way.
+    scout = dense_pieces(window, sample, per_page=100, prior_records=None)
+    assert isinstance(scout, Scout)
+    rest = scout.rest_pieces(957, 100)  # 957 records times the ratio: 149.9 pages
+    assert rest is not None and tiles(scout.rest, rest)
+    assert len(rest) == 50
+    # A sample of 1,000 times has enough for each piece of 3.6 pages.
+    large = [(i * 86_413) % window.length for i in range(1000)]
+    pieces = dense_pieces(window, large, per_page=1000, prior_records=150_000)
+    assert pieces is not None and not isinstance(pieces, Scout)
+    assert len(pieces) == 42
+
+
 def test_the_rest_of_a_chain_in_time_order_goes_on_as_pieces() -> None:
     window = Window(0, DAY)
     served = list(range(0, 4 * HOUR, 36))  # 400 records in the first 4 hours, ascending
