@@ -499,12 +499,14 @@ class WindowQueries:
     per_page: int
     conversation_ids: tuple[str, ...] = ()
 
-    def of(self, bot_name: str, window: Window) -> list[Query]:
+    def of(self, bot_name: str, window: Window, *, overhang: int = 0) -> list[Query]:
+        """The queries of ``window``, asked ``overhang`` seconds past its end (see
+        :meth:`WindowFetcher.overhang`)."""
         start_time, end_time = window.request_bounds
         params: dict[str, str | int] = {
             "bot_name": bot_name,
             "start_time": start_time,
-            "end_time": end_time,
+            "end_time": end_time + overhang,
             "per_page": self.per_page,
         }
         if not self.conversation_ids:

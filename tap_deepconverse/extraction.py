@@ -54,11 +54,13 @@ class Extraction:
         self.counters = counters
         self.logger = logger
 
-    def bot_records(self, bot_name: str) -> Iterator[tuple[Window, dict[str, Any]] | WindowDone]:
-        """Every record of the bot's windows with the window it came in, each window followed
-        by its :class:`WindowDone`; one copy of each record (the newest) across window
-        edges. One page's records are held at a time: a page is shaped only once the last
-        one's records are all out."""
+    def bot_records(
+        self, bot_name: str
+    ) -> Iterator[tuple[tuple[int, int], dict[str, Any]] | WindowDone]:
+        """Every record of the bot's windows with the ``start_time`` and ``end_time`` its
+        page was asked with, each window followed by its :class:`WindowDone`; one copy of
+        each record (the newest) across window edges. One page's records are held at a
+        time: a page is shaped only once the last one's records are all out."""
         planner = self.windows.planners[bot_name]
         first, stop = planner.start, planner.stop
         if first >= stop:
@@ -87,8 +89,9 @@ class Extraction:
                     # pieces has none of its own, and its first piece borders that range.
                     recent.next_window()
                 tally.pages += 1
+                bounds = asked_bounds(page, window)
                 for record in self.new_records(page, window, recent, tally):
-                    yield window, record
+                    yield bounds, record
             self.counters.add(
                 records=tally.emitted,
                 duplicates=tally.duplicates + tally.older,
@@ -147,6 +150,18 @@ class Extraction:
 
     def where(self, bot_name: str, window: Window) -> str:
         return f"{self.stream_name} for bot '{bot_name}', window {window_text(window)}"
+
+
+def asked_bounds(page: Page, window: Window) -> tuple[int, int]:
+    """The ``start_time`` and ``end_time`` a page of ``window`` was asked with: a window
+    longer than any shown complete is asked past its end."""
+    if page.request is not None:
+        params = page.request[1]
+        try:
+            return int(params["start_time"]), int(params["end_time"])
+        except (KeyError, ValueError):
+            pass
+    return window.request_bounds
 
 
 def new_copies(

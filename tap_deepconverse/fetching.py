@@ -27,11 +27,12 @@ bookmark for the part the pieces cover until they are written.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
+import math
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from http import HTTPStatus
 
 import msgspec
@@ -58,9 +59,13 @@ _MICROS = 1_000_000
 # Longest a scout's rest waits for the scout's count (a few answers of a slow API); past it,
 # the rest is scouted again itself.
 SCOUT_WAIT_SECONDS = 60.0
+# A window longer than any shown complete is asked past its end for about this many
+# records at the density near it, and at most this share of its length further.
+OVERHANG_RECORDS = 3
+OVERHANG_SHARE = 1 / 8
 
 
-@dataclass(frozen=True, order=True)
+@dataclasses.dataclass(frozen=True, order=True)
 class WindowJob:
     """One window to fetch for one bot: planned by its planner, or a piece of one."""
 
@@ -69,7 +74,7 @@ class WindowJob:
     planned: bool = True
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class WindowSplit(Replaced[WindowJob]):
     """The rest of a window is fetched as ``jobs``: its records before ``done_until`` are
     out (none when it equals the window's start)."""
@@ -205,6 +210,24 @@ class AnswerReach:
         return 0 if self.latest is None else max(0, self.latest + 1 - window.start)
 
 
+def before(
+    end: int,
+    page: Page,
+    keys: list[dict[str, object]],
+    record_time: Callable[[dict[str, object]], int | None],
+) -> tuple[Page, list[dict[str, object]]]:
+    """``page`` and its records' ``keys`` without the records whose every time is at or
+    after ``end``: what a request asked past its window's end brought from the next one,
+    whose answer holds them whatever time the API filters on. Every record is kept when
+    the keys were not read one to one."""
+    if len(keys) != page.count:
+        return page, keys
+    kept = [i for i, key in enumerate(keys) if (moment := record_time(key)) is None or moment < end]
+    if len(kept) == page.count:
+        return page, keys
+    return dataclasses.replace(page, data=[page.data[i] for i in kept]), [keys[i] for i in kept]
+
+
 class WindowFetcher:
     """Fetches the pages of one endpoint's windows, replacing windows by pieces as needed."""
 
@@ -241,11 +264,14 @@ class WindowFetcher:
         if known is not None:
             yield known
             return
-        queries = self.queries.of(job.bot, window)
+        complete = self.readings.complete_length(self.stream_name)
+        overhang = self.overhang(job) if window.length > complete else 0
+        queries = self.queries.of(job.bot, window, overhang=overhang)
         pages = self.answer(job, queries)
         if isinstance(pages, WindowSplit):
             yield pages
             return
+        # Read again: other windows may have shown this length complete meanwhile.
         complete = self.readings.complete_length(self.stream_name)
         reach = AnswerReach(self.record_time) if window.length > complete else None
         records = 0
@@ -257,23 +283,24 @@ class WindowFetcher:
         first_record: int | None = None
         finds_first = self.source.may_hold_first_record(job)
         number = 0
-        for number, page in enumerate(pages, start=1):
+        for number, answered in enumerate(pages, start=1):
             self.counters.add(pages=1)
-            records += page.count
-            if page.cursor is not None and not dense:
+            if answered.cursor is not None and not dense:
                 # More than a page: windows this long need not wait for this one's count.
                 dense = True
                 self.source.note_dense(job)
-            chained = served is not None and page.cursor is not None
-            if reach is not None or chained or (finds_first and page.count):
-                keys = self.page_keys(page)  # read once for every use
-                if reach is not None:
-                    reach.add(keys)
-                times = self.times_of(keys)
-                if served is not None and chained:
-                    served.add(times, self.record_times(keys[-1]) if keys else [])
-                if finds_first and times:
-                    first_record = min(times if first_record is None else [*times, first_record])
+            chain = served if served is not None and answered.cursor is not None else None
+            page, times = (
+                self.read_times(job, answered, reach, overhang=overhang, chain=chain)
+                if reach is not None
+                or overhang
+                or chain is not None
+                or (finds_first and answered.count)
+                else (answered, [])
+            )
+            if finds_first and times:
+                first_record = min(times if first_record is None else [*times, first_record])
+            records += page.count
             yield page
             if served is not None and page.cursor is not None and number >= MAX_CHAINED_PAGES:
                 split = self.cut_chain(
@@ -293,6 +320,48 @@ class WindowFetcher:
                 yield split
                 return
         self.source.observe(job, records, target, first_record)
+
+    def overhang(self, job: WindowJob) -> int:
+        """Seconds past its end a window longer than any shown complete is asked for, so
+        that its own answer may show it complete: a record after its end shows the API
+        answered its whole length (an API that cuts keeps a window's first days). Long
+        enough for a few records at the density near it (none while nothing tells it), at
+        most an eighth of the window, never past the bot's range nor longer than a window
+        may be. What it brings from past the end is left to the next window."""
+        window = job.window
+        density = self.source.density(job.bot, window)
+        if not density:
+            return 0
+        planner = self.source.planners[job.bot]
+        longest = min(planner.longest, self.readings.longest(self.stream_name) or planner.longest)
+        room = min(
+            planner.stop - window.end,
+            longest - window.length,
+            int(window.length * OVERHANG_SHARE),
+        )
+        return max(0, min(room, math.ceil(OVERHANG_RECORDS / density)))
+
+    def read_times(
+        self,
+        job: WindowJob,
+        page: Page,
+        reach: AnswerReach | None,
+        *,
+        overhang: int,
+        chain: ChainTimes | None,
+    ) -> tuple[Page, list[int]]:
+        """A page's records' times in the order served, their keys read once for every use:
+        how far the answer reached, the page less what an overhang brought from past the
+        window, the chain's times."""
+        keys = self.page_keys(page)
+        if reach is not None:
+            reach.add(keys)
+        if overhang:
+            page, keys = before(job.window.end, page, keys, self.record_time)
+        times = self.times_of(keys)
+        if chain is not None:
+            chain.add(times, self.record_times(keys[-1]) if keys else [])
+        return page, times
 
     def answer(self, job: WindowJob, queries: Sequence[Query]) -> Iterable[Page] | WindowSplit:
         """The pages of a window's queries; or, when its first answer shows it dense or

@@ -293,12 +293,13 @@ class ExportStream(Stream):
             if isinstance(item, WindowDone):
                 self.finish_window(context, item.window)
                 continue
-            window, record = item
-            self.observe(bot_name, window, record)
+            bounds, record = item
+            self.observe(bot_name, bounds, record)
             yield record
 
-    def observe(self, bot_name: str, window: Window, record: dict[str, Any]) -> None:
-        """A shaped record of ``bot_name`` that ``window`` returned, about to be emitted."""
+    def observe(self, bot_name: str, bounds: tuple[int, int], record: dict[str, Any]) -> None:
+        """A shaped record of ``bot_name`` returned for ``bounds`` (the ``start_time`` and
+        ``end_time`` asked), about to be emitted."""
 
     @cached_property
     def deselected_fields(self) -> tuple[str, ...]:
@@ -419,10 +420,8 @@ class ConversationsStream(ExportStream):
         return reread
 
     @override
-    def observe(self, bot_name: str, window: Window, record: dict[str, Any]) -> None:
-        self.watch.observe(
-            bot_name, window.request_bounds, record.get("startTime"), record["lastActionAt"]
-        )
+    def observe(self, bot_name: str, bounds: tuple[int, int], record: dict[str, Any]) -> None:
+        self.watch.observe(bot_name, bounds, record.get("startTime"), record["lastActionAt"])
 
     @override
     def finish_window(self, context: Context, window: Window) -> None:

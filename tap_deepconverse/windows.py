@@ -409,13 +409,15 @@ def dense_pieces(
     part the records are in when it is in time order."""
     if window.length < 2:
         return None  # nothing to cut: the cursor still gets every record
-    inside = sorted(t for t in sample if window.start - EDGE_OVERLAP_SECONDS <= t <= window.end)
+    # Times past the window (a request asked past its end) are left out, order and all.
+    served = [t for t in sample if window.start - EDGE_OVERLAP_SECONDS <= t <= window.end]
+    inside = sorted(served)
     if len(inside) < 2:
         return None  # no times to go by: the cursor still gets every record
     first_time, last_time = inside[0], inside[-1]
     # Records all at one second show no order.
-    ascending = first_time < last_time and list(sample) == inside
-    descending = first_time < last_time and list(sample) == inside[::-1]
+    ascending = first_time < last_time and served == inside
+    descending = first_time < last_time and served == inside[::-1]
     # A prior of less than half a page is belied by the cursor: it is stale.
     prior = prior_records if prior_records is not None and prior_records >= per_page / 2 else None
     if (ascending or descending) and prior is not None:
@@ -423,11 +425,11 @@ def dense_pieces(
         # windows tell. One page's span is a poor guide to a window of a day (traffic
         # follows the hour), and a chain that outgrows this is cut where it stands.
         unseen = window.end - last_time if ascending else first_time - window.start
-        records = len(sample) + prior * max(unseen, 0) / window.length
+        records = len(served) + prior * max(unseen, 0) / window.length
     elif ascending or descending:
         covered = max(last_time - first_time, 1)
         rest = window.end - first_time if ascending else last_time + 1 - window.start
-        records = len(sample) * max(rest, covered) / covered
+        records = len(served) * max(rest, covered) / covered
     elif prior is not None:
         records = prior
     else:  # nothing told, or what told is stale: the page already holds far more

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import itertools
 
+import msgspec
 import pytest
 
+from tap_deepconverse.client import Page
+from tap_deepconverse.fetching import before
 from tap_deepconverse.readings import ApiReadings
 from tap_deepconverse.windows import (
     MAX_PIECES,
@@ -89,6 +92,34 @@ def test_a_page_in_no_order_is_cut_at_its_quantiles_by_the_prior_estimate() -> N
     assert isinstance(dense_pieces(window, sample, per_page=100, prior_records=None), Scout)
     assert isinstance(dense_pieces(window, sample, per_page=100, prior_records=40), Scout)
     assert dense_pieces(window, sample, per_page=100, prior_records=300) is None
+
+
+def test_records_past_the_window_do_not_hide_the_order_served() -> None:
+    window = Window(0, DAY)
+    # Newest first, led by three records from past the window's end (its request reached
+    # past it): still newest first, so the part before the page is cut evenly.
+    newest_first = [DAY - 1 - i * 300 for i in range(97)]
+    sample = [DAY + 200, DAY + 100, DAY + 50, *newest_first]
+    pieces = dense_pieces(window, sample, per_page=100, prior_records=1000)
+    assert pieces is not None and not isinstance(pieces, Scout)
+    assert [piece.end for piece in pieces] == [DAY // 3, 2 * DAY // 3, DAY]
+
+
+def test_what_a_request_past_the_window_brought_is_left_to_the_next_window() -> None:
+    records = {"a": DAY - 10, "b": DAY + 5, "c": None, "d": DAY}
+    page = Page([msgspec.Raw(f'{{"_id":"{rid}"}}'.encode()) for rid in records], None, b"")
+    keys: list[dict[str, object]] = [{"_id": rid, "at": at} for rid, at in records.items()]
+
+    def record_time(key: dict[str, object]) -> int | None:
+        at = key["at"]
+        return at if isinstance(at, int) else None
+
+    kept, kept_keys = before(DAY, page, keys, record_time)
+    # Before the end, or of no readable time: kept. At or after it: the next window's.
+    assert [bytes(raw) for raw in kept.data] == [b'{"_id":"a"}', b'{"_id":"c"}']
+    assert [key["_id"] for key in kept_keys] == ["a", "c"]
+    assert before(2 * DAY, page, keys, record_time) == (page, keys)
+    assert before(DAY, page, keys[:3], record_time) == (page, keys[:3])  # not one to one
 
 
 def test_pieces_cut_at_a_sample_too_small_to_size_them_aim_at_fewer_pages() -> None:
