@@ -437,11 +437,10 @@ def dense_pieces(
     pages = max(records / per_page, 2.0)  # a cursor came: more than one page
     if pages <= MAX_CHAINED_PAGES:
         return None
-    count = _piece_count(pages)
     if ascending:
-        cuts = _even_cuts(max(first_time, window.start), window.end, count)
+        cuts = _even_cuts(max(first_time, window.start), window.end, _piece_count(pages))
     elif descending:
-        cuts = _even_cuts(window.start, min(last_time + 1, window.end), count)
+        cuts = _even_cuts(window.start, min(last_time + 1, window.end), _piece_count(pages))
     else:
         cuts = _quantile_cuts(inside, pages)
     return _tile(window, cuts) or _even(window, 2)
