@@ -22,6 +22,7 @@ import math
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -146,13 +147,16 @@ def redirect_problem(api: Origin, location: str) -> str | None:
 
 
 class RateLimiter:
-    """Spaces request starts at least ``RATE_MARGIN / rate`` seconds apart, across threads.
+    """Spaces request starts at least ``RATE_MARGIN / rate`` seconds apart, across threads,
+    in the order callers came. Chains of pages ask again as soon as an answer is in; a window
+    asked late must not wait on every page they ask after it, or the run ends on its chain.
 
     Every attempt passes here, retries included. ``pause`` holds all callers back after a 429.
     """
 
     def __init__(self, rate: float) -> None:
-        self._lock = threading.Lock()
+        self._turns = threading.Condition()
+        self._queue: deque[object] = deque()
         self._next_start = 0.0
         self.rate = rate
 
@@ -171,18 +175,25 @@ class RateLimiter:
         """Wait for this caller's turn. The spacing counts from when a caller really goes,
         not from when it was due: a thread that wakes late (other threads holding the
         interpreter) must not bring the next request closer to it."""
-        while True:
-            with self._lock:
-                now = time.monotonic()
-                if now >= self._next_start:
-                    self._next_start = now + self._interval
-                    return
-                wait = self._next_start - now
-            time.sleep(wait)
+        turn = object()
+        with self._turns:
+            self._queue.append(turn)
+            try:
+                while True:
+                    now = time.monotonic()
+                    if self._queue[0] is turn and now >= self._next_start:
+                        self._next_start = now + self._interval
+                        return
+                    ahead = self._queue[0] is not turn
+                    self._turns.wait(None if ahead else self._next_start - now)
+            finally:
+                self._queue.remove(turn)
+                self._turns.notify_all()
 
     def pause(self, seconds: float) -> None:
-        with self._lock:
+        with self._turns:
             self._next_start = max(self._next_start, time.monotonic() + seconds)
+            self._turns.notify_all()
 
 
 class Limiters:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import threading
 import time
 
 import msgspec
@@ -146,3 +147,35 @@ def test_the_limiter_spaces_requests_across_calls() -> None:
     paused = time.monotonic()
     limiter.acquire()
     assert time.monotonic() - paused >= 0.19
+
+
+def test_the_limiter_serves_callers_in_the_order_they_came() -> None:
+    # Chains of pages ask again as soon as an answer is in. A window's first page, asked
+    # once, waits behind the pages asked before it, not behind every page asked after it.
+    limiter = RateLimiter(100)
+    chains = 6
+    granted: list[int] = []
+    done = threading.Event()
+
+    def chain() -> None:
+        while not done.is_set():
+            limiter.acquire()
+            granted.append(1)
+
+    threads = [threading.Thread(target=chain) for _ in range(chains)]
+    for thread in threads:
+        thread.start()
+    waits = []
+    try:
+        time.sleep(0.1)
+        for _ in range(10):
+            before = len(granted)
+            limiter.acquire()
+            waits.append(len(granted) - before)
+            time.sleep(0.02)
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join()
+    # At most each chain's page ahead of it, give or take one being counted as it is served.
+    assert max(waits) <= chains + 2, waits
