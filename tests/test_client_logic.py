@@ -152,7 +152,7 @@ def test_the_limiter_spaces_requests_across_calls() -> None:
 def test_the_limiter_serves_callers_in_the_order_they_came() -> None:
     # Chains of pages ask again as soon as an answer is in. A window's first page, asked
     # once, waits behind the pages asked before it, not behind every page asked after it.
-    limiter = RateLimiter(100)
+    limiter = RateLimiter(50)
     chains = 6
     granted: list[int] = []
     done = threading.Event()
