@@ -146,6 +146,7 @@ class _Job(Generic[K, J, T]):
         except StopIteration:
             self._put(_DONE, 0)
         except BaseException as exc:  # handed to the consumer, re-raised there
+            pipeline.failed = True
             self._put(_Failed(exc), 0)
         finally:
             pipeline.job_finished()
@@ -199,6 +200,9 @@ class Pipeline(Generic[K, J, T]):
         self.estimate = 0  # bytes of the largest item yet: what the next one may take
         self.max_parallel = max_parallel
         self.stop = threading.Event()
+        # Set when a job failed: the run stops once the consumer reaches it, so nothing new
+        # starts meanwhile (the jobs before it still finish, to be read).
+        self.failed = False
         self._lock = threading.Condition()
         self._running = 0
         self._waiting: dict[K, deque[_Job[K, J, T]]] = {}
@@ -226,6 +230,8 @@ class Pipeline(Generic[K, J, T]):
     def _fill(self) -> None:
         """Start queued jobs, then what the source can plan, within the limits. Holds the
         lock."""
+        if self.failed:
+            return
         for waiting in self._waiting.values():
             for queued in waiting:
                 if self._running >= self.max_parallel or self.stop.is_set():
