@@ -181,11 +181,11 @@ class RateLimiter:
             try:
                 while True:
                     now = time.monotonic()
-                    if self._queue[0] is turn and now >= self._next_start:
+                    first = self._queue[0] is turn
+                    if first and now >= self._next_start:
                         self._next_start = now + self._interval
                         return
-                    ahead = self._queue[0] is not turn
-                    self._turns.wait(None if ahead else self._next_start - now)
+                    self._turns.wait(self._next_start - now if first else None)
             finally:
                 self._queue.remove(turn)
                 self._turns.notify_all()
