@@ -154,6 +154,10 @@ class WindowSource:
         with self._lock:
             self.planners[bot].note_scout(scout)
 
+    def records_begin(self, bot: str, window: Window, sample: Sequence[int]) -> int | None:
+        with self._lock:
+            return self.planners[bot].records_begin(window, sample)
+
     def may_hold_first_record(self, job: WindowJob) -> bool:
         with self._lock:
             return self.planners[job.bot].may_hold_first_record(job.window)
@@ -494,9 +498,13 @@ class WindowFetcher:
                 "report the answer's shape."
             )
         if replaceable and first.cursor is not None:
+            sample = self.times_of(self.page_keys(first))
+            begin = self.source.records_begin(query.bot_name, window, sample)
+            if begin is not None:
+                return [Window(window.start, begin)]
             pieces = dense_pieces(
                 window,
-                self.times_of(self.page_keys(first)),
+                sample,
                 per_page=max(first.count, 1),
                 prior_records=self.source.expected_records(query.bot_name, window),
             )

@@ -100,7 +100,9 @@ CONFIG_SCHEMA = th.PropertiesList(
         description=(
             "Longest export window in days. Windows grow up to it while the data is light; "
             "if the API rejects a long window, the tap halves it and keeps the longest length "
-            "accepted."
+            "accepted. Before a bot's first record, windows may be longer: as long as the API "
+            "has shown it answers completely, so that an early start_date costs a few "
+            "requests."
         ),
     ),
     th.Property(

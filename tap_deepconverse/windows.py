@@ -2,8 +2,10 @@
 
 Windows are planned one at a time, sized to the data (:class:`WindowPlanner`): they grow
 while they come back light, up to ``max_window_days``, and shrink when dense, so that a busy
-bot still has several windows in flight. The API's own longest window is learnt from its
-answers (:class:`WindowLimit`).
+bot still has several windows in flight. Before a bot's first record (a ``start_date`` set
+long before it), windows grow up to the length the API has shown to answer completely, and
+where the records begin the windows start over as from the first record. The API's own
+longest window is learnt from its answers (:class:`WindowLimit`).
 
 A window is half-open, ``[start, end)`` in Unix seconds, and windows tile the export range
 without gaps. The API does not say whether its ``start_time``/``end_time`` bounds are
@@ -74,6 +76,11 @@ SPLIT_TARGET_FRACTION = 0.5  # ... and in pages when it is not: stay well under 
 # is earned step by step (a day, then 8 days, then a month).
 MAX_GROWTH = 64
 MAX_GROWTH_EMPTY = 8
+# A run whose start_date is long before a bot's first record walks the empty range in windows
+# as long as the API has shown complete. The one where the records begin is cut this many
+# mean gaps of its first page's times before the earliest of them (a random sample of the
+# window misses its earliest records), and the bot's windows start over from there.
+LEAD_IN_MARGIN_GAPS = 3
 # A window at most this much longer than the longest shown complete is cut to that length.
 NEAR_COMPLETE = 0.9
 MIN_WINDOW_SECONDS = 60
@@ -146,10 +153,16 @@ class WindowPlanner:
             raise ValueError("window lengths must be positive")
         self.start = self.next_start = start
         self.stop = stop
+        self.first_length = first_length
         self.length = min(first_length, longest)
         self.longest = longest
         self.proven = 0  # the longest window that has reported or shown to be dense
         self.reported = False
+        self.dense_seen = False  # a window held more than a page (the lead-in is over)
+        self.restarted_at: int | None = None  # where the windows started over, if they did
+        # ... and the earliest time its window's first page held: a window's length counts
+        # from there (the margin before it holds the bot's first quiet hours at most).
+        self.records_from: int | None = None
         self.in_flight = 0  # planned windows not yet finished or replaced by pieces
         self._prior_density = density  # an earlier run's, until this run's windows report
         self._observed: deque[tuple[Window, float]] = deque(maxlen=RECENT_OBSERVATIONS)
@@ -185,7 +198,13 @@ class WindowPlanner:
         length = min(self.length, limit)
         if complete < length <= complete / NEAR_COMPLETE:
             length = complete
-        end = min(self.next_start + length, self.stop)
+        if self.in_lead_in:
+            # Nothing is paged in an empty range: a window as long as the API has shown to
+            # answer completely costs one request, whatever it spans.
+            reach = min(complete, longest) if longest else complete
+            if reach > length:
+                length = limit = reach
+        end = min(max(self.next_start, self.records_from or 0) + length, self.stop)
         if self.stop - end < length // 2 and self.stop - self.next_start <= limit:
             end = self.stop
         window = Window(self.next_start, end)
@@ -199,9 +218,13 @@ class WindowPlanner:
         reports how many records it held (the first window's length is a guess), half as
         long, so that many pages are not left to be fetched one after the other in a few
         long windows."""
+        if self._before_restart(window):
+            return
         self.proven = max(self.proven, window.length)
+        self.dense_seen = True
         if not self.reported:
-            self.length = max(MIN_WINDOW_SECONDS, min(self.length, window.length // 2))
+            span = window.end - max(window.start, self.records_from or 0)
+            self.length = max(MIN_WINDOW_SECONDS, min(self.length, span // 2))
 
     def replaced(self, window: Window, *, planned: bool = True) -> None:
         """A window is fetched as pieces instead (each reports as it finishes)."""
@@ -209,12 +232,57 @@ class WindowPlanner:
             self._settle_scout(window, None)
         if planned:
             self.in_flight -= 1
-            self.note_dense(window)
+            if not self._before_restart(window):
+                self.note_dense(window)
 
     def may_hold_first_record(self, window: Window) -> bool:
         """True when ``window`` starts before the earliest record reported yet (or none has
         been): its records' times may show where the bot's records begin."""
         return self._first_record is None or window.start < self._first_record
+
+    def records_begin(self, window: Window, sample: Sequence[int]) -> int | None:
+        """A window planned in the lead-in came back with a cursor (``sample``: its first
+        page's times in the order served): the bot's records begin in it. Returns where the
+        part before them ends; that part is fetched as a window of its own (likely empty)
+        and this planner's windows start over from there, as a run that starts at the bot's
+        first record: sized as they report, not cut by one page's sample. Served newest
+        first, the page tells nothing of where the records begin: the lead-in goes on in
+        windows of ``longest`` from the window's start. None when that does not apply (not
+        a lead-in window, or too little to leave out)."""
+        if not (self.in_lead_in and self.in_flight == 1 and window.end == self.next_start):
+            return None
+        served = [t for t in sample if window.start <= t < window.end]
+        inside = sorted(served)
+        if len(inside) < 2:
+            return None
+        self.dense_seen = True  # the lead-in is over: no window after this one is as long
+        if inside[0] < inside[-1] and served == inside[::-1]:
+            begin = window.start + self.longest
+            if begin >= window.end:
+                return None
+            self.length = self.proven = self.longest
+        else:
+            gap = (inside[-1] - inside[0]) / (len(inside) - 1)
+            begin = int(inside[0] - LEAD_IN_MARGIN_GAPS * gap)
+            if begin - window.start < self.first_length:
+                return None
+            self.length = min(self.first_length, self.longest)
+            self.records_from = inside[0]
+            self.proven = 0
+            self.reported = False
+            self._observed.clear()
+        self.next_start = self.restarted_at = begin
+        return begin
+
+    def _before_restart(self, window: Window) -> bool:
+        """True for a window of the lead-in, before where the windows started over."""
+        return self.restarted_at is not None and window.start < self.restarted_at
+
+    @property
+    def in_lead_in(self) -> bool:
+        """True while every window reported so far came back empty and none held more than
+        a page: the range so far lies before the bot's first record."""
+        return self.reported and not self.dense_seen and self.before_first_records
 
     @property
     def before_first_records(self) -> bool:
@@ -235,6 +303,8 @@ class WindowPlanner:
         the earliest time among them, if known."""
         if planned:
             self.in_flight -= 1
+        if self._before_restart(window):
+            return  # the empty range before where the windows started over
         self.reported = True
         if first_record is not None and records:
             known = self._first_record

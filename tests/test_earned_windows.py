@@ -15,6 +15,7 @@ from tests.test_export import assert_complete_and_exact
 
 STREAMS = ("conversations", "messages")
 YEAR_BEFORE = "2024-01-01T00:00:00Z"  # a year before the first record, as users set it
+YEARS_BEFORE = START - 3 * 365 * DAY
 
 
 def pages_in_a_row(sim: Simulator, endpoint: str) -> int:
@@ -280,6 +281,34 @@ def test_an_empty_lead_in_is_proven_complete_by_a_request_or_two(
     # checks add a request or two to the whole run.
     lead_in = 2 + -(-(387 - 9) // 31)
     assert sum(windows.values()) <= 2 * len(dataset.bots) * lead_in + 2, windows
+
+
+@pytest.mark.parametrize("order", ["random", "asc", "desc"])
+def test_years_of_nothing_before_the_data_cost_a_few_requests(tap: TapRunner, order: str) -> None:
+    # start_date three years before a busy bot's first record: the empty range is walked in
+    # windows as long as the API has shown complete, not one per max_window_days, and the
+    # bot's windows then start where its records begin, sized as from its first record.
+    dataset = generate_dataset(seed=5, days=8, conversations_per_day=150, bots=("busy",))
+    options = SimulatorOptions(rate_limit=None, order=order)
+    with Simulator(dataset, options) as sim:
+        config = config_for(
+            sim,
+            requests_per_second=500,
+            page_size=50,
+            start_date=iso(YEARS_BEFORE),
+            end_date="2025-01-09T00:00:00Z",
+        )
+        run = tap.run(config)
+        assert_complete_and_exact(run, dataset)
+        for endpoint in STREAMS:
+            asked = [r for r in sim.requests if r.endpoint == endpoint and "cursor" not in r.params]
+            # Windows that end before the first record: a day, 8 days and the long one's
+            # empty part. Served newest first, a page does not show where the records
+            # begin: the lead-in is walked in windows of max_window_days, as it always was.
+            empty = [r for r in asked if int(r.params["end_time"]) <= START]
+            lead_in = 4 if order != "desc" else 3 + -(-(START - YEARS_BEFORE) // (31 * DAY))
+            assert len(empty) <= lead_in, (endpoint, len(empty))
+            assert pages_in_a_row(sim, endpoint) <= (12 if order == "random" else 5), endpoint
 
 
 def checks_made(sim: Simulator, endpoint: str, first_start: int) -> int:

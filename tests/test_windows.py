@@ -195,3 +195,76 @@ def test_a_dense_first_window_lets_the_next_ones_go_before_it_reports() -> None:
     assert (second, third) == (Window(DAY, DAY + half), Window(DAY + half, 2 * DAY))
     planner.note_dense(third)  # dense again: shorter again
     assert planner.next_window() == Window(2 * DAY, 2 * DAY + half // 2)
+
+
+def lead_in_planner() -> tuple[WindowPlanner, Window]:
+    """A planner a year and a month long whose first window came back empty, and its next
+    window once the API has shown windows of 400 days complete."""
+    planner = WindowPlanner(0, 400 * DAY, first_length=DAY, longest=31 * DAY)
+    planner.observe(planner.next_window(), 0, target_records=4000)
+    return planner, planner.next_window(complete=400 * DAY)
+
+
+def test_an_empty_lead_in_is_walked_in_windows_as_long_as_shown_complete() -> None:
+    planner, long = lead_in_planner()
+    assert long == Window(DAY, 400 * DAY)  # one request for what 13 windows of 31 days took
+    assert not planner.ready
+    # ... within the API's own limit once learnt.
+    planner = WindowPlanner(0, 400 * DAY, first_length=DAY, longest=31 * DAY)
+    planner.observe(planner.next_window(), 0, target_records=4000)
+    assert planner.next_window(longest=60 * DAY, complete=400 * DAY).length == 60 * DAY
+    # Nothing shown complete beyond the growth: the lead-in grows as any window does.
+    planner = WindowPlanner(0, 400 * DAY, first_length=DAY, longest=31 * DAY)
+    planner.observe(planner.next_window(), 0, target_records=4000)
+    assert planner.next_window(complete=2 * DAY).length == 8 * DAY
+
+
+def test_a_window_with_records_ends_the_lead_in() -> None:
+    planner = WindowPlanner(0, 400 * DAY, first_length=DAY, longest=31 * DAY)
+    planner.observe(planner.next_window(), 3, target_records=4000)
+    assert planner.next_window(complete=400 * DAY).length == 31 * DAY
+
+
+def test_where_the_records_begin_the_windows_start_over() -> None:
+    planner, long = lead_in_planner()
+    hour = 3600
+    sample = [300 * DAY + h * hour for h in (9, 5, 13, 6, 11)]  # in no order
+    begin = planner.records_begin(long, sample)
+    gap = (13 - 5) * hour / 4
+    assert begin == int(300 * DAY + 5 * hour - 3 * gap)
+    planner.replaced(long)
+    # The part before is a piece of its own; its report tells nothing of the records.
+    planner.observe(Window(DAY, begin), 0, target_records=4000, planned=False)
+    assert not planner.reported
+    first = planner.next_window()
+    # As a run's first window: a day long, counted from the earliest record seen.
+    assert first == Window(begin, 300 * DAY + 5 * hour + DAY)
+    assert not planner.ready
+    planner.note_dense(first)
+    assert planner.next_window().length == DAY // 2
+    # The lead-in is over: no window is that long again.
+    assert planner.records_begin(first, sample) is None
+
+
+def test_served_newest_first_the_lead_in_goes_on_in_windows_of_the_longest() -> None:
+    planner, long = lead_in_planner()
+    sample = [300 * DAY + h * 3600 for h in (13, 11, 9, 6, 5)]
+    begin = planner.records_begin(long, sample)
+    assert begin == DAY + 31 * DAY
+    planner.replaced(long)
+    assert planner.ready
+    assert [planner.next_window() for _ in range(2)] == [
+        Window(32 * DAY, 63 * DAY),
+        Window(63 * DAY, 94 * DAY),
+    ]
+
+
+def test_no_start_over_where_it_saves_nothing() -> None:
+    planner, long = lead_in_planner()
+    # The records begin within a day of the window's start: it is cut as any dense window.
+    assert planner.records_begin(long, [DAY + 100, DAY + 5000, DAY + 900]) is None
+    # ... and a window of a planner whose windows held records is no lead-in.
+    planner = WindowPlanner(0, 400 * DAY, first_length=DAY, longest=31 * DAY)
+    planner.observe(planner.next_window(), 3, target_records=4000)
+    window = planner.next_window()
+    assert planner.records_begin(window, [20 * DAY, 25 * DAY, 22 * DAY]) is None
