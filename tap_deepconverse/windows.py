@@ -304,7 +304,10 @@ class WindowPlanner:
         if planned:
             self.in_flight -= 1
         if self._before_restart(window):
-            return  # the empty range before where the windows started over
+            # The range before where the windows started over tells nothing of the records
+            # after it; a scout's count there still tells its rest's, which waits for it.
+            self._settle_scout(window, records)
+            return
         self.reported = True
         if first_record is not None and records:
             known = self._first_record

@@ -9,6 +9,7 @@ import pytest
 from tap_deepconverse.windows import (
     EDGE_OVERLAP_SECONDS,
     RecentIds,
+    Scout,
     Window,
     WindowLimit,
     WindowPlanner,
@@ -268,3 +269,18 @@ def test_no_start_over_where_it_saves_nothing() -> None:
     planner.observe(planner.next_window(), 3, target_records=4000)
     window = planner.next_window()
     assert planner.records_begin(window, [20 * DAY, 25 * DAY, 22 * DAY]) is None
+
+
+def test_a_scout_before_where_the_windows_started_over_still_tells_its_rest() -> None:
+    planner, long = lead_in_planner()
+    begin = planner.records_begin(long, [300 * DAY + h * 3600 for h in (9, 5, 13, 6, 11)])
+    assert begin is not None
+    planner.replaced(long)
+    # The part before held records after all, more than a page: cut around a scout.
+    scout = Scout(Window(DAY, 2 * DAY), Window(2 * DAY, begin), 3.0, (3 * DAY, 4 * DAY))
+    planner.note_scout(scout)
+    assert planner.scout_pending(scout.rest)
+    planner.observe(scout.window, 40, target_records=4000, planned=False)
+    assert not planner.scout_pending(scout.rest)
+    assert planner.expected_records(scout.rest) == 120
+    assert not planner.reported  # ... and nothing of it sizes the windows after
