@@ -2,8 +2,9 @@
 
 A dataset is a shape (``Shape``: bots, days, conversations per bot of about 5 messages
 each); a ``Plan`` holds every shape of a run. The floor of an export is the sum over bots and
-endpoints of max(ceil(records / page_size), ceil(range / max_window_days)); the limit is the
-busier endpoint's floor at the API's 3 requests/s, which no export can beat.
+endpoints of max(ceil(records / page_size), ceil(days of data / max_window_days)), plus one
+for an empty range before the data; the limit is the busier endpoint's floor at the API's 3
+requests/s, which no export can beat.
 """
 
 from __future__ import annotations
@@ -157,30 +158,18 @@ def floors(
     lead_days: int = 0,
 ) -> dict[str, int]:
     """Fewest requests of a full export, per endpoint: each bot needs a page per per_page
-    records and a window per max_window_days of the range, whichever is more."""
-    span = dataset.end - dataset.start + lead_days * DAY
-    windows = math.ceil(span / (max_window_days * DAY))
+    records and a window per max_window_days of its data's range, whichever is more, and
+    one request more for an empty range before the data (``lead_days``): a window as long
+    as the API answers completely, as nothing in it is paged."""
+    windows = math.ceil((dataset.end - dataset.start) / (max_window_days * DAY))
+    lead_in = 1 if lead_days else 0
     return {
         endpoint: sum(
-            max(math.ceil(dataset.count(endpoint, bot) / per_page), windows) for bot in dataset.bots
+            max(math.ceil(dataset.count(endpoint, bot) / per_page), windows) + lead_in
+            for bot in dataset.bots
         )
         for endpoint in ENDPOINTS
     }
-
-
-def floors_apart(
-    dataset: Dataset,
-    *,
-    per_page: int = PAGE_SIZE,
-    max_window_days: int = MAX_WINDOW_DAYS,
-    lead_days: int = 0,
-) -> dict[str, int]:
-    """The floor when the empty range before the data is walked apart from the data: its
-    windows plus the data's floor (a plan cannot page the data in the empty range's
-    windows). Equal to :func:`floors` from the first record."""
-    lead_windows = math.ceil(lead_days / max_window_days)
-    data = floors(dataset, per_page=per_page, max_window_days=max_window_days)
-    return {endpoint: count + lead_windows * len(dataset.bots) for endpoint, count in data.items()}
 
 
 def limit_seconds(dataset: Dataset, *, per_page: int = PAGE_SIZE, lead_days: int = 0) -> float:
