@@ -501,7 +501,7 @@ class WindowFetcher:
             sample = self.times_of(self.page_keys(first))
             begin = self.source.records_begin(query.bot_name, window, sample)
             if begin is not None:
-                return [Window(window.start, begin)]
+                return [Window(window.start, begin)] if begin > window.start else []
             pieces = dense_pieces(
                 window,
                 sample,

@@ -159,7 +159,8 @@ class WindowPlanner:
         self.proven = 0  # the longest window that has reported or shown to be dense
         self.reported = False
         self.dense_seen = False  # a window held more than a page (the lead-in is over)
-        self.restarted_at: int | None = None  # where the windows started over, if they did
+        self.started_over: Window | None = None  # the lead-in window they started over in
+        self.restarted_at: int | None = None  # ... and where they started over
         # ... and the earliest time its window's first page held: a window's length counts
         # from there (the margin before it holds the bot's first quiet hours at most).
         self.records_from: int | None = None
@@ -232,7 +233,7 @@ class WindowPlanner:
             self._settle_scout(window, None)
         if planned:
             self.in_flight -= 1
-            if not self._before_restart(window):
+            if window != self.started_over and not self._before_restart(window):
                 self.note_dense(window)
 
     def may_hold_first_record(self, window: Window) -> bool:
@@ -247,8 +248,7 @@ class WindowPlanner:
         and this planner's windows start over from there, as a run that starts at the bot's
         first record: sized as they report, not cut by one page's sample. Served newest
         first, the page tells nothing of where the records begin: the lead-in goes on in
-        windows of ``longest`` from the window's start. None when that does not apply (not
-        a lead-in window, or too little to leave out)."""
+        windows of ``longest`` from the window's start. None when that does not apply."""
         if not (self.in_lead_in and self.in_flight == 1 and window.end == self.next_start):
             return None
         served = [t for t in sample if window.start <= t < window.end]
@@ -263,14 +263,13 @@ class WindowPlanner:
             self.length = self.proven = self.longest
         else:
             gap = (inside[-1] - inside[0]) / (len(inside) - 1)
-            begin = int(inside[0] - LEAD_IN_MARGIN_GAPS * gap)
-            if begin - window.start < self.first_length:
-                return None
+            begin = max(window.start, int(inside[0] - LEAD_IN_MARGIN_GAPS * gap))
             self.length = min(self.first_length, self.longest)
             self.records_from = inside[0]
             self.proven = 0
             self.reported = False
             self._observed.clear()
+        self.started_over = window
         self.next_start = self.restarted_at = begin
         return begin
 

@@ -260,11 +260,18 @@ def test_served_newest_first_the_lead_in_goes_on_in_windows_of_the_longest() -> 
     ]
 
 
-def test_no_start_over_where_it_saves_nothing() -> None:
+def test_records_at_the_window_start_start_the_windows_over_there() -> None:
     planner, long = lead_in_planner()
-    # The records begin within a day of the window's start: it is cut as any dense window.
-    assert planner.records_begin(long, [DAY + 100, DAY + 5000, DAY + 900]) is None
-    # ... and a window of a planner whose windows held records is no lead-in.
+    # The margin before the earliest time reaches before the window: nothing to leave out,
+    # and the window is asked again as a run's first window would be.
+    assert planner.records_begin(long, [DAY + 100, DAY + 5000, DAY + 900]) == DAY
+    planner.replaced(long)
+    first = planner.next_window()
+    assert first == Window(DAY, DAY + 100 + DAY)
+    assert not planner.ready  # it waits for its answer, as a run's first window does
+
+
+def test_a_planner_whose_windows_held_records_has_no_lead_in() -> None:
     planner = WindowPlanner(0, 400 * DAY, first_length=DAY, longest=31 * DAY)
     planner.observe(planner.next_window(), 3, target_records=4000)
     window = planner.next_window()
