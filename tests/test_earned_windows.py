@@ -69,6 +69,28 @@ def test_a_dense_window_is_never_paged_alone(tap: TapRunner, order: str) -> None
     assert "API readings: cursor: 'cursor' followed" in run.stderr
 
 
+@pytest.mark.parametrize("order", ["random", "asc", "desc"])
+def test_a_start_date_a_day_before_the_data_costs_a_window(tap: TapRunner, order: str) -> None:
+    # The first window is empty and the next holds the records from its start: it is asked
+    # again as a run's first window, with no piece before it.
+    dataset = generate_dataset(seed=4, days=6, conversations_per_day=120, bots=("busy",))
+    options = SimulatorOptions(rate_limit=None, order=order)
+    with Simulator(dataset, options) as sim:
+        config = config_for(
+            sim,
+            requests_per_second=500,
+            page_size=25,
+            start_date=iso(START - DAY),
+            end_date="2025-01-07T00:00:00Z",
+        )
+        run = tap.run(config)
+        assert_complete_and_exact(run, dataset)
+        for endpoint in STREAMS:
+            asked = [r for r in sim.requests if r.endpoint == endpoint and "cursor" not in r.params]
+            assert sum(int(r.params["end_time"]) <= START for r in asked) == 1, endpoint
+            assert pages_in_a_row(sim, endpoint) <= (12 if order == "random" else 5), endpoint
+
+
 def test_a_window_far_denser_than_its_estimate_is_not_paged_alone(tap: TapRunner) -> None:
     # An earlier run's state says 150 messages a day; the bot now sends about 2,000. In no
     # time order, the first window's first page says nothing of its count, so its chain is
