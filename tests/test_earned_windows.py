@@ -9,8 +9,8 @@ from collections import Counter
 
 import pytest
 
-from tap_deepconverse.simulator import Simulator, SimulatorOptions, generate_dataset
-from tests.conftest import DAY, START, TapRunner, config_for, iso
+from tap_deepconverse.simulator import Dataset, Simulator, SimulatorOptions, generate_dataset
+from tests.conftest import DAY, START, TapRun, TapRunner, config_for, iso
 from tests.test_export import assert_complete_and_exact
 
 STREAMS = ("conversations", "messages")
@@ -36,32 +36,54 @@ def lead_in_windows(order: str) -> int:
     return 4 if order != "desc" else 3 + -(-(START - YEARS_BEFORE) // (31 * DAY))
 
 
-@pytest.mark.parametrize("order", ["random", "asc", "desc"])
-def test_a_dense_window_is_never_paged_alone(tap: TapRunner, order: str) -> None:
-    # A busy bot whose data starts three years after start_date: the empty range costs a
-    # few windows, not one per max_window_days; where the records begin, the windows start
-    # over as from the first record. Pages must not come one after the other.
-    dataset = generate_dataset(seed=3, days=6, conversations_per_day=120, bots=("busy",))
+def export_busy_bot(
+    tap: TapRunner, order: str, *, seed: int, start_date: int
+) -> tuple[TapRun, Dataset, Simulator]:
+    """Six days of a busy bot (120 conversations a day), pages of 25, served in ``order``,
+    exported from ``start_date`` (before the data): complete and exact, checked here."""
+    dataset = generate_dataset(seed=seed, days=6, conversations_per_day=120, bots=("busy",))
     options = SimulatorOptions(rate_limit=None, order=order)
     with Simulator(dataset, options) as sim:
         config = config_for(
             sim,
             requests_per_second=500,
             page_size=25,
-            start_date=iso(YEARS_BEFORE),
+            start_date=iso(start_date),
             end_date="2025-01-07T00:00:00Z",
         )
         run = tap.run(config)
-        assert_complete_and_exact(run, dataset)
-        for endpoint in STREAMS:
-            asked = [r for r in sim.requests if r.endpoint == endpoint and "cursor" not in r.params]
-            empty = [r for r in asked if int(r.params["end_time"]) <= START]
-            assert len(empty) <= lead_in_windows(order), (endpoint, len(empty))
-            # Served in time order, what a chain has not reached is a range of its own; in
-            # no order, a chain that goes on is fetched again around a scout.
-            longest = 5 if order != "random" else 12
-            assert pages_in_a_row(sim, endpoint) <= longest, endpoint
-        messages = [r for r in sim.requests if r.endpoint == "messages"]
+    assert_complete_and_exact(run, dataset)
+    return run, dataset, sim
+
+
+def windows_before_the_data(sim: Simulator, endpoint: str) -> int:
+    """Windows asked (first pages) that end before the first record."""
+    return sum(
+        1
+        for r in sim.requests
+        if r.endpoint == endpoint
+        and "cursor" not in r.params
+        and int(r.params["end_time"]) <= START
+    )
+
+
+def longest_chain(order: str) -> int:
+    """Pages one query may go: served in time order, what a chain has not reached is a range
+    of its own; in no order, a chain that goes on is fetched again around a scout."""
+    return 5 if order != "random" else 12
+
+
+@pytest.mark.parametrize("order", ["random", "asc", "desc"])
+def test_a_dense_window_is_never_paged_alone(tap: TapRunner, order: str) -> None:
+    # A busy bot whose data starts three years after start_date: the empty range costs a
+    # few windows, not one per max_window_days; where the records begin, the windows start
+    # over as from the first record. Pages must not come one after the other.
+    run, dataset, sim = export_busy_bot(tap, order, seed=3, start_date=YEARS_BEFORE)
+    for endpoint in STREAMS:
+        empty = windows_before_the_data(sim, endpoint)
+        assert empty <= lead_in_windows(order), (endpoint, empty)
+        assert pages_in_a_row(sim, endpoint) <= longest_chain(order), endpoint
+    messages = [r for r in sim.requests if r.endpoint == "messages"]
     # Pieces cut from a first page's estimate cost requests where the data is thin (in
     # time order, what lies before or after the records seen is not known).
     floor = -(-dataset.count("messages") // 25) + lead_in_windows(order)
@@ -73,22 +95,10 @@ def test_a_dense_window_is_never_paged_alone(tap: TapRunner, order: str) -> None
 def test_a_start_date_a_day_before_the_data_costs_a_window(tap: TapRunner, order: str) -> None:
     # The first window is empty and the next holds the records from its start: it is asked
     # again as a run's first window, with no piece before it.
-    dataset = generate_dataset(seed=4, days=6, conversations_per_day=120, bots=("busy",))
-    options = SimulatorOptions(rate_limit=None, order=order)
-    with Simulator(dataset, options) as sim:
-        config = config_for(
-            sim,
-            requests_per_second=500,
-            page_size=25,
-            start_date=iso(START - DAY),
-            end_date="2025-01-07T00:00:00Z",
-        )
-        run = tap.run(config)
-        assert_complete_and_exact(run, dataset)
-        for endpoint in STREAMS:
-            asked = [r for r in sim.requests if r.endpoint == endpoint and "cursor" not in r.params]
-            assert sum(int(r.params["end_time"]) <= START for r in asked) == 1, endpoint
-            assert pages_in_a_row(sim, endpoint) <= (12 if order == "random" else 5), endpoint
+    _, _, sim = export_busy_bot(tap, order, seed=4, start_date=START - DAY)
+    for endpoint in STREAMS:
+        assert windows_before_the_data(sim, endpoint) == 1, endpoint
+        assert pages_in_a_row(sim, endpoint) <= longest_chain(order), endpoint
 
 
 def test_a_window_far_denser_than_its_estimate_is_not_paged_alone(tap: TapRunner) -> None:
