@@ -165,6 +165,7 @@ class WindowPlanner:
         # from there (the margin before it holds the bot's first quiet hours at most).
         self.records_from: int | None = None
         self.in_flight = 0  # planned windows not yet finished or replaced by pieces
+        self._target = 0.0  # the records a window aims at, as the last report was given
         self._prior_density = density  # an earlier run's, until this run's windows report
         self._observed: deque[tuple[Window, float]] = deque(maxlen=RECENT_OBSERVATIONS)
         self._scouted: set[Window] = set()  # observed windows whose count a scout estimated
@@ -205,6 +206,8 @@ class WindowPlanner:
             reach = min(complete, longest) if longest else complete
             if reach > length:
                 length = limit = reach
+        elif self._rest_is_light(longest):
+            length = limit = self.stop - self.next_start
         end = min(max(self.next_start, self.records_from or 0) + length, self.stop)
         if self.stop - end < length // 2 and self.stop - self.next_start <= limit:
             end = self.stop
@@ -212,6 +215,20 @@ class WindowPlanner:
         self.next_start = end
         self.in_flight += 1
         return window
+
+    def _rest_is_light(self, longest: int | None) -> bool:
+        """True when the rest of the range, from where the next window starts, is expected to
+        hold no more records than a window aims at: it is then asked as one window, however
+        long, as windows of ``longest`` would cost a request each for a few records. One
+        record is added to the count, as for a window's length, so that a few records do not
+        promise an empty rest. The API's own limit, once learnt, still holds; a length not
+        yet shown complete is checked like any other."""
+        rest = self.stop - self.next_start
+        near = self._near(self._frontier)
+        if self.before_first_records or not near or (longest and rest > longest):
+            return False
+        density = (sum(count for _, count in near) + 1) / sum(w.length for w, _ in near)
+        return density * rest <= self._target
 
     def note_dense(self, window: Window) -> None:
         """A window in flight already holds more than a page: windows as long as it will not
@@ -308,6 +325,7 @@ class WindowPlanner:
             self._settle_scout(window, records)
             return
         self.reported = True
+        self._target = target_records
         if first_record is not None and records:
             known = self._first_record
             self._first_record = first_record if known is None else min(known, first_record)

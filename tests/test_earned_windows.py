@@ -159,6 +159,38 @@ def test_windows_cut_short_by_the_api_are_found_and_fetched_again(tap: TapRunner
     assert "limit 6" in run.stderr or "limit 7" in run.stderr or "limit 5" in run.stderr
 
 
+@pytest.mark.parametrize("cut_after_days", [None, 7])
+@pytest.mark.parametrize("order", ["random", "asc", "desc"])
+def test_a_quiet_bots_light_rest_is_one_window(
+    tap: TapRunner, order: str, cut_after_days: int | None
+) -> None:
+    # Two quiet bots beside a busy one, over 240 days: once a quiet bot's windows show the
+    # rest of its range holds less than a window aims at, the rest is one window, not one
+    # per max_window_days (31 days). An API that cuts long windows short still loses
+    # nothing: the long window is checked like any other.
+    dataset = generate_dataset(
+        seed=12, days=240, conversations_per_bot=(2400, 60, 40), bots=("busy", "quiet", "hush")
+    )
+    cut = cut_after_days * DAY if cut_after_days else None
+    options = SimulatorOptions(rate_limit=None, order=order, cut_window_seconds=cut)
+    with Simulator(dataset, options) as sim:
+        config = config_for(sim, requests_per_second=500, end_date=iso(START + 240 * DAY))
+        run = tap.run(config)
+        windows = Counter(
+            (r.endpoint, r.params["bot_name"])
+            for r in sim.requests
+            if r.endpoint in STREAMS and "cursor" not in r.params
+        )
+    assert_complete_and_exact(run, dataset)
+    quiet = sum(windows[endpoint, bot] for endpoint in STREAMS for bot in ("quiet", "hush"))
+    if cut is None:
+        # Per quiet bot and stream: the first day (and 8 days if it was empty), the rest,
+        # and a check of the rest's end (a length not yet shown complete); 9 windows before.
+        assert quiet <= 4 * 2 * len(STREAMS) + len(STREAMS), windows
+    else:
+        assert "only in part" in run.stderr
+
+
 def test_a_chain_served_newest_first_and_cut_is_no_proof_of_the_window_end(
     tap: TapRunner,
 ) -> None:

@@ -222,8 +222,23 @@ def test_an_empty_lead_in_is_walked_in_windows_as_long_as_shown_complete() -> No
 
 def test_a_window_with_records_ends_the_lead_in() -> None:
     planner = WindowPlanner(0, 400 * DAY, first_length=DAY, longest=31 * DAY)
-    planner.observe(planner.next_window(), 3, target_records=4000)
+    planner.observe(planner.next_window(), 30, target_records=4000)
     assert planner.next_window(complete=400 * DAY).length == 31 * DAY
+
+
+def test_a_light_rest_is_one_window_past_max_window_days() -> None:
+    # 3 records in the first day: the other 399 days hold about 1,600, under the 4,000 a
+    # window aims at; one window costs a request where 31-day windows would cost 13.
+    planner = WindowPlanner(0, 400 * DAY, first_length=DAY, longest=31 * DAY)
+    planner.observe(planner.next_window(), 3, target_records=4000)
+    assert planner.next_window(complete=DAY) == Window(DAY, 400 * DAY)
+    assert planner.all_planned
+
+
+def test_a_light_rest_stays_within_the_apis_own_limit() -> None:
+    planner = WindowPlanner(0, 400 * DAY, first_length=DAY, longest=31 * DAY)
+    planner.observe(planner.next_window(), 3, target_records=4000)
+    assert planner.next_window(100 * DAY).length == 31 * DAY
 
 
 def test_where_the_records_begin_the_windows_start_over() -> None:

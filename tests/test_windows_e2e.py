@@ -106,19 +106,18 @@ def test_quiet_bots_get_long_windows(tap: TapRunner) -> None:
         assert_complete_and_exact(run, dataset)
         for endpoint in STREAMS:
             lengths = spans(sim, endpoint)
-            # Per bot: one day, then month-long windows: 4 windows for 90 days, where
-            # 24-hour windows took 90; and a check or two of the part after a long window's
-            # last record while no answer has shown so long a window complete.
+            # Per bot: one day, then the other 89 days in one window, as they hold less than
+            # a window aims at: 2 windows for 90 days, where 24-hour windows took 90 and
+            # month-long ones 4; and a check or two of the part after a long window's last
+            # record while no answer has shown so long a window complete.
             for bot in dataset.bots:
                 asked = [
                     n for n, b in zip(lengths, bots_asked(sim, endpoint), strict=True) if b == bot
                 ]
                 assert asked[0] == DAY + 1, asked
-                assert asked[1] > 25 * DAY, asked  # at once to a month, or what is proven
-                assert 4 <= len(asked) <= 7, asked
-            # Month-long windows (one second of overlap before each), or as long as an answer
-            # has shown complete when that is a little shorter.
-            assert 25 * DAY < max(lengths) <= 31 * DAY + 1
+                assert asked[1] == 89 * DAY + 1, asked  # past max_window_days (31)
+                assert 2 <= len(asked) <= 4, asked
+            assert max(lengths) == 89 * DAY + 1
             assert len([r for r in sim.requests if r.endpoint == endpoint]) == len(lengths)
 
 
