@@ -100,9 +100,11 @@ CONFIG_SCHEMA = th.PropertiesList(
         description=(
             "Longest export window in days. Windows grow up to it while the data is light; "
             "if the API rejects a long window, the tap halves it and keeps the longest length "
-            "accepted. Before a bot's first record, windows may be longer: as long as the API "
-            "has shown it answers completely, so that an early start_date costs a few "
-            "requests."
+            "accepted. Two kinds of window may be longer, as each costs one request whatever "
+            "it spans: before a bot's first record, as long as the API has shown it answers "
+            "completely, so that an early start_date costs a few requests; and the rest of a "
+            "bot's range, once its windows show the rest holds fewer records than a window "
+            "aims at (a quiet bot)."
         ),
     ),
     th.Property(

@@ -4,8 +4,9 @@ Windows are planned one at a time, sized to the data (:class:`WindowPlanner`): t
 while they come back light, up to ``max_window_days``, and shrink when dense, so that a busy
 bot still has several windows in flight. Before a bot's first record (a ``start_date`` set
 long before it), windows grow up to the length the API has shown to answer completely, and
-where the records begin the windows start over as from the first record. The API's own
-longest window is learnt from its answers (:class:`WindowLimit`).
+where the records begin the windows start over as from the first record. A bot's rest of the
+range that its windows show to hold less than a window aims at is one window, however long.
+The API's own longest window is learnt from its answers (:class:`WindowLimit`).
 
 A window is half-open, ``[start, end)`` in Unix seconds, and windows tile the export range
 without gaps. The API does not say whether its ``start_time``/``end_time`` bounds are
