@@ -9,9 +9,8 @@ A window's first answer decides how it is fetched:
   :class:`~tap_deepconverse.windows.Scout` and its rest, which waits for the scout's count.
   A chain that goes on anyway is cut (:func:`~tap_deepconverse.windows.chain_rest`).
 - **Dense before the bot's first record** (every window of the bot so far came back empty):
-  the part before the records its first page shows is asked as a window of its own, and
-  the bot's windows start over from there, sized as from its first record
-  (:meth:`WindowPlanner.records_begin`).
+  the bot's windows start over from its start, sized as from its first record, counted
+  from the earliest time its first page shows (:meth:`WindowPlanner.records_begin`).
 - **Full with no cursor to follow**: the cursor may be under a key the tap does not know,
   so the window is replaced by its halves, recursively, until each fits a page. A page is
   full when it holds ``page_size`` records, or as many as the largest page the API has

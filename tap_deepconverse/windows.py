@@ -77,11 +77,6 @@ SPLIT_TARGET_FRACTION = 0.5  # ... and in pages when it is not: stay well under 
 # is earned step by step (a day, then 8 days, then a month).
 MAX_GROWTH = 64
 MAX_GROWTH_EMPTY = 8
-# A run whose start_date is long before a bot's first record walks the empty range in windows
-# as long as the API has shown complete. The one where the records begin is cut this many
-# mean gaps of its first page's times before the earliest of them (a random sample of the
-# window misses its earliest records), and the bot's windows start over from there.
-LEAD_IN_MARGIN_GAPS = 3
 # A window at most this much longer than the longest shown complete is cut to that length.
 NEAR_COMPLETE = 0.9
 MIN_WINDOW_SECONDS = 60
@@ -163,7 +158,7 @@ class WindowPlanner:
         self.started_over: Window | None = None  # the lead-in window they started over in
         self.restarted_at: int | None = None  # ... and where they started over
         # ... and the earliest time its window's first page held: a window's length counts
-        # from there (the margin before it holds the bot's first quiet hours at most).
+        # from there (the range before it holds no more than the sample missed).
         self.records_from: int | None = None
         self.in_flight = 0  # planned windows not yet finished or replaced by pieces
         self._target = 0.0  # the records a window aims at, as the last report was given
@@ -239,11 +234,14 @@ class WindowPlanner:
         long windows."""
         if self._before_restart(window):
             return
-        self.proven = max(self.proven, window.length)
+        self.proven = max(self.proven, self._span(window))
         self.dense_seen = True
         if not self.reported:
-            span = window.end - max(window.start, self.records_from or 0)
-            self.length = max(MIN_WINDOW_SECONDS, min(self.length, span // 2))
+            self.length = max(MIN_WINDOW_SECONDS, min(self.length, self._span(window) // 2))
+
+    def _span(self, window: Window) -> int:
+        """A window's length from where the bot's records begin, if it starts before."""
+        return window.end - max(window.start, self.records_from or 0)
 
     def replaced(self, window: Window, *, planned: bool = True) -> None:
         """A window is fetched as pieces instead (each reports as it finishes)."""
@@ -261,12 +259,15 @@ class WindowPlanner:
 
     def records_begin(self, window: Window, sample: Sequence[int]) -> int | None:
         """A window planned in the lead-in came back with a cursor (``sample``: its first
-        page's times in the order served): the bot's records begin in it. Returns where the
-        part before them ends; that part is fetched as a window of its own (likely empty)
-        and this planner's windows start over from there, as a run that starts at the bot's
-        first record: sized as they report, not cut by one page's sample. Served newest
-        first, the page tells nothing of where the records begin: the lead-in goes on in
-        windows of ``longest`` from the window's start. None when that does not apply."""
+        page's times in the order served): the bot's records begin in it. This planner's
+        windows start over from the window's start, as a run that starts at the bot's first
+        record: sized as they report, not cut by one page's sample, their lengths counted
+        from the earliest time on the page (the empty range before it costs nothing, and
+        the records a page in no order missed before it are in the first window). Served
+        newest first, the page tells nothing of where the records begin: the lead-in goes on
+        in windows of ``longest`` from the window's start, and the part before that is
+        fetched as a window of its own. Returns where that part ends (the window's start
+        when there is none); None when this does not apply."""
         if not (self.in_lead_in and self.in_flight == 1 and window.end == self.next_start):
             return None
         served = [t for t in sample if window.start <= t < window.end]
@@ -280,8 +281,7 @@ class WindowPlanner:
                 return None
             self.length = self.proven = self.longest
         else:
-            gap = (inside[-1] - inside[0]) / (len(inside) - 1)
-            begin = max(window.start, int(inside[0] - LEAD_IN_MARGIN_GAPS * gap))
+            begin = window.start
             self.length = min(self.first_length, self.longest)
             self.records_from = inside[0]
             self.proven = 0
@@ -344,7 +344,7 @@ class WindowPlanner:
         if whole is not None:
             self._scouted.add(seen[0])
         self._scouted &= {w for w, _ in self._observed}
-        self.proven = max(self.proven, window.length)
+        self.proven = max(self.proven, self._span(window))
         near = self._near(self._frontier)
         self.length = next_length(
             self.length,

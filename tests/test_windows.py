@@ -245,17 +245,15 @@ def test_where_the_records_begin_the_windows_start_over() -> None:
     planner, long = lead_in_planner()
     hour = 3600
     sample = [300 * DAY + h * hour for h in (9, 5, 13, 6, 11)]  # in no order
-    begin = planner.records_begin(long, sample)
-    gap = (13 - 5) * hour / 4
-    assert begin == int(300 * DAY + 5 * hour - 3 * gap)
+    # No part before the records is asked on its own: the windows start over at the long
+    # window's start, and the first holds whatever the sample missed before its earliest.
+    assert planner.records_begin(long, sample) == long.start
     planner.replaced(long)
-    # The part before is a piece of its own; its report tells nothing of the records.
-    planner.observe(Window(DAY, begin), 0, target_records=4000, planned=False)
     assert not planner.reported
     first = planner.next_window()
     # As a run's first window: a day long, counted from the earliest record seen.
-    assert first == Window(begin, 300 * DAY + 5 * hour + DAY)
-    assert not planner.ready
+    assert first == Window(long.start, 300 * DAY + 5 * hour + DAY)
+    assert not planner.ready  # it waits for its answer, as a run's first window does
     planner.note_dense(first)
     assert planner.next_window().length == DAY // 2
     # The lead-in is over: no window is that long again.
@@ -275,17 +273,6 @@ def test_served_newest_first_the_lead_in_goes_on_in_windows_of_the_longest() -> 
     ]
 
 
-def test_records_at_the_window_start_start_the_windows_over_there() -> None:
-    planner, long = lead_in_planner()
-    # The margin before the earliest time reaches before the window: nothing to leave out,
-    # and the window is asked again as a run's first window would be.
-    assert planner.records_begin(long, [DAY + 100, DAY + 5000, DAY + 900]) == DAY
-    planner.replaced(long)
-    first = planner.next_window()
-    assert first == Window(DAY, DAY + 100 + DAY)
-    assert not planner.ready  # it waits for its answer, as a run's first window does
-
-
 def test_a_planner_whose_windows_held_records_has_no_lead_in() -> None:
     planner = WindowPlanner(0, 400 * DAY, first_length=DAY, longest=31 * DAY)
     planner.observe(planner.next_window(), 3, target_records=4000)
@@ -295,14 +282,16 @@ def test_a_planner_whose_windows_held_records_has_no_lead_in() -> None:
 
 def test_a_scout_before_where_the_windows_started_over_still_tells_its_rest() -> None:
     planner, long = lead_in_planner()
-    begin = planner.records_begin(long, [300 * DAY + h * 3600 for h in (9, 5, 13, 6, 11)])
-    assert begin is not None
+    # Served newest first: the part before where the windows start over is a window of its own.
+    begin = planner.records_begin(long, [300 * DAY + h * 3600 for h in (13, 11, 9, 6, 5)])
+    assert begin == DAY + 31 * DAY
     planner.replaced(long)
-    # The part before held records after all, more than a page: cut around a scout.
+    # It held records after all, more than a page: cut around a scout.
     scout = Scout(Window(DAY, 2 * DAY), Window(2 * DAY, begin), 3.0, (3 * DAY, 4 * DAY))
     planner.note_scout(scout)
     assert planner.scout_pending(scout.rest)
     planner.observe(scout.window, 40, target_records=4000, planned=False)
     assert not planner.scout_pending(scout.rest)
     assert planner.expected_records(scout.rest) == 120
-    assert not planner.reported  # ... and nothing of it sizes the windows after
+    # ... and nothing of it sizes the windows after.
+    assert planner.next_window() == Window(begin, begin + 31 * DAY)
