@@ -180,9 +180,10 @@ def test_a_window_the_api_finds_too_long_is_halved_and_the_limit_kept(tap: TapRu
             assert max(spans(sim, endpoint)) <= limit
             rejected = spans(sim, endpoint, status=400)
             assert rejected, "the tap never tried a longer window"
-            # Learnt once per run: a few rejections while windows in flight learn, not one
-            # per window.
-            assert len(rejected) <= 12, rejected
+            # Learnt once per run: a few rejections a halving while windows in flight learn
+            # (a quiet bot's rest of 89 days takes five to be under 5 days), not one per
+            # window.
+            assert len(rejected) <= 20, rejected
     learnt = [line for line in run.stderr.splitlines() if "accepts windows of" in line]
     assert len(learnt) == 2, learnt  # once per endpoint
     # A month (the second window) was refused, and halved until accepted: a length between
