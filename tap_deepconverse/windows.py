@@ -105,6 +105,12 @@ SAMPLED_PAGES_PER_WINDOW = 3
 MAX_UNORDERED_CHAIN = 12
 
 
+def padded_density(records: float, seconds: int) -> float:
+    """Records a second, one record added to the count: a few records, or none, must not
+    promise an empty range (a window sized by it grows by a bounded factor)."""
+    return (records + 1) / max(seconds, 1)
+
+
 def next_length(
     length: int,
     *,
@@ -117,9 +123,8 @@ def next_length(
     """The next window's length, from how many records a finished window of
     ``observed_seconds`` held: the length that would hold ``target_records`` at that density,
     growing by at most ``MAX_GROWTH`` (``MAX_GROWTH_EMPTY`` after an empty window) and
-    shrinking at once.
-    One record is added to the count so that an empty window grows by a bounded factor."""
-    density = (observed_records + 1) / max(observed_seconds, 1)
+    shrinking at once (the density is padded: see :func:`padded_density`)."""
+    density = padded_density(observed_records, observed_seconds)
     wanted = int(target_records / density)
     growth = MAX_GROWTH if observed_records else MAX_GROWTH_EMPTY
     return max(shortest, min(longest, wanted, length * growth))
@@ -215,16 +220,15 @@ class WindowPlanner:
     def _rest_is_light(self, longest: int | None) -> bool:
         """True when the rest of the range, from where the next window starts, is expected to
         hold no more records than a window aims at: it is then asked as one window, however
-        long, as windows of ``longest`` would cost a request each for a few records. One
-        record is added to the count, as for a window's length, so that a few records do not
-        promise an empty rest. The API's own limit, once learnt, still holds; a length not
-        yet shown complete is checked like any other."""
+        long, as windows of ``longest`` would cost a request each for a few records. The
+        density is padded as for a window's length. The API's own limit, once learnt, still
+        holds; a length not yet shown complete is checked like any other."""
         rest = self.stop - self.next_start
         near = self._near(self._frontier)
         if self.before_first_records or not near or (longest and rest > longest):
             return False
-        density = (sum(count for _, count in near) + 1) / sum(w.length for w, _ in near)
-        return density * rest <= self._target
+        records = sum(count for _, count in near)
+        return padded_density(records, sum(w.length for w, _ in near)) * rest <= self._target
 
     def note_dense(self, window: Window) -> None:
         """A window in flight already holds more than a page: windows as long as it will not
