@@ -156,7 +156,12 @@ def test_windows_cut_short_by_the_api_are_found_and_fetched_again(tap: TapRunner
             late = firsts[len(firsts) // 2 :]
             assert max(late) <= 7 * DAY + 1, endpoint
     warnings = [line for line in run.stderr.splitlines() if "only in part" in line]
-    assert len(warnings) == 2, warnings  # once per endpoint
+    # At most once per endpoint. A cut found on one endpoint bounds the other's windows too,
+    # so the other may never ask a window long enough to be cut (it depends on which stream
+    # gets there first).
+    streams = [line.split(" | ")[-1].split(":")[0] for line in warnings]
+    assert 1 <= len(warnings) <= 2, warnings
+    assert len(set(streams)) == len(streams), warnings
     assert "limit 6" in run.stderr or "limit 7" in run.stderr or "limit 5" in run.stderr
 
 
