@@ -617,11 +617,31 @@ def test_stats_endpoint(sim: Simulator, http: requests.Session, dataset: Dataset
         "requests": {"conversations": 1, "messages": 3},
         "statuses": {"200": 3, "401": 1},
         "max_per_second": {"conversations": 1, "messages": 3},
+        "pages_in_a_row": {"conversations": {"1": 1}, "messages": {"1": 2}},
         "records": {
             "conversations": len(dataset.ids("conversations")),
             "messages": len(dataset.ids("messages")),
         },
     }
+
+
+def test_stats_count_the_pages_asked_of_each_query_one_after_the_other(
+    sim: Simulator, http: requests.Session, dataset: Dataset
+) -> None:
+    bot = dataset.bots[0]
+    export(http, sim, "messages", **window(bot, START, START + DAY, per_page=10))
+    export(http, sim, "messages", **window(bot, START, START + HOUR, per_page=1000))
+    chain = [r for r in sim.requests if r.params["per_page"] == "10"]
+    pages = sim.stats()["pages_in_a_row"]
+    assert pages == {"conversations": {}, "messages": {str(len(chain)): 1, "1": 1}}
+    assert len(chain) > 3
+    # A chain given up halfway counts as far as it went; a cursor not made here, not at all.
+    query = window(bot, START, START + DAY, per_page=10)
+    first = get(http, sim, "messages", **query).json()
+    get(http, sim, "messages", **query, cursor=first["cursor"])
+    get(http, sim, "messages", **query, cursor="forged")
+    pages = sim.stats()["pages_in_a_row"]["messages"]
+    assert pages == {str(len(chain)): 1, "2": 1, "1": 1}
 
 
 def test_options_are_validated() -> None:

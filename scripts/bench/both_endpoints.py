@@ -14,7 +14,7 @@ from __future__ import annotations
 from tap_deepconverse.simulator import Dataset, Simulator, SimulatorOptions
 
 from .plans import API_RATE, ENDPOINTS, LEADS, Shape, limit_seconds
-from .report import describe, duration, per_endpoint, rate_text, table
+from .report import chains_text, describe, duration, per_endpoint, rate_text, table
 from .runner import Bench
 from .versions import Code, in_order, new_first
 
@@ -50,6 +50,7 @@ def both_endpoints_at_once(
                     f"{full.seconds / ceiling:.2f}", f"{full.seconds / paced:.2f}",
                     duration(alone.seconds),
                     f"{alone.seconds / full.seconds:.2f}", *rates, per_endpoint(full.requests),
+                    chains_text(full.pages_in_a_row),
                     str(full.throttled + alone.throttled),
                     f"{full.exit_code} / {alone.exit_code}", f"{full_ok}; {alone_ok}",
                 ]  # fmt: skip
@@ -58,6 +59,7 @@ def both_endpoints_at_once(
         ["start_date", "code", "full run", "ceiling", "full / ceiling",
          "full / its own requests at 3/s", "messages alone",
          "messages alone / full", "conversations req/s", "messages req/s", "requests (full)",
+         "pages in a row (full): most; queries over 4",
          "HTTP 429", "exit", "records / dataset"],
         rows,
     )  # fmt: skip
@@ -66,7 +68,8 @@ def both_endpoints_at_once(
         "requests' are those the busier endpoint made in the run, at that rate. Goals for "
         f"new: full run within 1.1x of the ceiling, messages alone / full >= 0.85; at "
         f"{latency:g} s latency each endpoint >= 0.9 of 3 requests/s (its mean rate from its "
-        "first to its last request)."
+        "first to its last request); no query paged for more than about 4 pages one after "
+        "the other."
     )
 
 

@@ -24,7 +24,7 @@ from .plans import (
     Plan,
     floors,
 )
-from .report import describe, duration, per_endpoint, table
+from .report import chains_text, describe, duration, per_endpoint, table
 from .runner import FAST, Bench, TapRun
 from .versions import Code, new_first
 
@@ -69,12 +69,13 @@ def requests_against_floor(
                     duration(run.seconds),
                     duration(max(run.requests.values()) / API_RATE),
                     duration(run.total_requests / API_RATE),
+                    chains_text(run.pages_in_a_row),
                 ])  # fmt: skip
     table(
         [
             "shape", "start_date", "code", "requests", "floor", "requests/floor", "exit",
             "records / dataset", "wall", "at 3 req/s, endpoints overlapped",
-            "at 3 req/s, one at a time",
+            "at 3 req/s, one at a time", "pages in a row: most; queries over 4",
         ],
         rows,
     )  # fmt: skip

@@ -46,6 +46,7 @@ class TapRun:
     requests: dict[str, int] = field(default_factory=dict)
     per_second: dict[str, float] = field(default_factory=dict)
     statuses: dict[str, int] = field(default_factory=dict)
+    pages_in_a_row: dict[str, dict[str, int]] = field(default_factory=dict)
     by_bot: Counter[tuple[str, str]] = field(default_factory=Counter)
     record_ids: dict[str, set[str]] = field(default_factory=dict)
 
@@ -135,6 +136,7 @@ class Bench:
         run.requests = dict(stats["requests"])
         run.per_second = dict(stats["mean_per_second"])
         run.statuses = dict(stats["statuses"])
+        run.pages_in_a_row = dict(stats["pages_in_a_row"])
         run.by_bot = Counter(
             (entry.params.get("bot_name", ""), entry.endpoint)
             for entry in sim.requests

@@ -319,6 +319,7 @@ class Simulator:
             "statuses": dict(sorted(Counter(str(e.status) for e in entries).items())),
             "max_per_second": {ep: self.max_requests_in_any_second(ep) for ep in endpoints},
             "mean_per_second": {ep: _mean_rate(entries, ep) for ep in endpoints},
+            "pages_in_a_row": {ep: _pages_in_a_row(entries, ep) for ep in endpoints},
             "records": {ep: self.dataset.count(ep) for ep in endpoints},
         }
 
@@ -605,23 +606,48 @@ def _encode_cursor(signature: str, offset: int, page_no: int) -> str:
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
-def _decode_cursor(cursor: str, signature: str) -> tuple[int, int]:
-    """Offset and page number of an untouched cursor made for this very query."""
+def _cursor_fields(cursor: str) -> tuple[str, int, int] | None:
+    """The query signature, offset and page number of an untouched cursor, else None."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
         payload, _, check = raw.rpartition(":")
         sig, offset, page_no = payload.split(":")
-        valid = (
-            hmac.compare_digest(check, hashlib.sha256(payload.encode("ascii")).hexdigest()[:8])
-            and sig == signature
-            and offset.isdigit()
-            and page_no.isdigit()
-        )
-        if valid:
-            return int(offset), int(page_no)
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        pass
-    raise _bad("Invalid cursor")
+        return None
+    valid = (
+        hmac.compare_digest(check, hashlib.sha256(payload.encode("ascii")).hexdigest()[:8])
+        and offset.isdigit()
+        and page_no.isdigit()
+    )
+    return (sig, int(offset), int(page_no)) if valid else None
+
+
+def _decode_cursor(cursor: str, signature: str) -> tuple[int, int]:
+    """Offset and page number of an untouched cursor made for this very query."""
+    fields = _cursor_fields(cursor)
+    if fields is None or fields[0] != signature:
+        raise _bad("Invalid cursor")
+    return fields[1], fields[2]
+
+
+def _page_index(params: dict[str, str]) -> int | None:
+    """0 for a query's first page, n for the page its n-th cursor brought; None for a
+    cursor this simulator did not make."""
+    cursor = params.get("cursor")
+    if cursor is None:
+        return 0
+    fields = _cursor_fields(cursor)
+    return None if fields is None else fields[2]
+
+
+def _pages_in_a_row(entries: list[RequestLogEntry], endpoint: str) -> dict[str, int]:
+    """Queries to one endpoint by how many pages were asked of them one after the other
+    (the first page, then each page its cursor brought; answers with status 200): the
+    key is the pages, the value the queries."""
+    indexes = (_page_index(e.params) for e in entries if e.endpoint == endpoint and e.status == 200)
+    reached = Counter(index for index in indexes if index is not None)
+    found = {index + 1: reached[index] - reached[index + 1] for index in reached}
+    return {str(pages): count for pages, count in sorted(found.items()) if count > 0}
 
 
 def _draw_empty(seed: int, signature: str, page_no: int) -> bool:
