@@ -55,6 +55,11 @@ class TapRun:
     def ids(self, stream: str) -> list[str]:
         return [record["_id"] for record in self.records.get(stream, [])]
 
+    def streams_that_logged(self, text: str) -> list[str]:
+        """The stream of each log line holding ``text``, from its logger's name, in order."""
+        lines = (line.split(" | ") for line in self.stderr.splitlines() if text in line)
+        return [parts[2].strip().rsplit(".", 1)[-1] for parts in lines if len(parts) > 3]
+
     @property
     def states(self) -> list[dict[str, Any]]:
         return [m["value"] for m in self.messages if m["type"] == "STATE"]
