@@ -11,10 +11,11 @@
 
 from __future__ import annotations
 
+from tap_deepconverse.client import RATE_MARGIN
 from tap_deepconverse.simulator import Dataset, Simulator, SimulatorOptions
 
-from .plans import API_RATE, ENDPOINTS, LEADS, Shape, limit_seconds
-from .report import chains_text, describe, duration, per_endpoint, rate_text, table
+from .plans import API_RATE, ENDPOINTS, LEADS, Shape, limit_seconds, windowed_requests
+from .report import CHAIN_GOAL, chains_text, describe, duration, per_endpoint, rate_text, table
 from .runner import Bench
 from .versions import Code, in_order, new_first
 
@@ -70,6 +71,26 @@ def both_endpoints_at_once(
         f"{latency:g} s latency each endpoint >= 0.9 of 3 requests/s (its mean rate from its "
         "first to its last request); no query paged for more than about 4 pages one after "
         "the other."
+    )
+    print_best_pace(dataset, latency)
+
+
+def print_best_pace(dataset: Dataset, latency: float) -> None:
+    """The fastest run that windows of about CHAIN_GOAL pages allow, against the ceiling:
+    what the goals ask together."""
+    records = dataset.count("messages")
+    clump = records / dataset.count("conversations")
+    requests, aim = windowed_requests(records, per_page=100, pages=CHAIN_GOAL, clump=clump)
+    seconds = latency + requests * RATE_MARGIN / API_RATE
+    ceiling = limit_seconds(dataset, per_page=100)
+    print(
+        f"\nThe ceiling counts full pages only. Had a plan known each window's expected "
+        f"count exactly, windows aimed at no more than {CHAIN_GOAL} pages would take "
+        f"{requests:.0f} requests at best for the {records:,} messages (aimed at {aim} "
+        f"records, in conversations of {clump:.1f} messages, as many in a window as "
+        f"Poisson's law gives): a window's last page is partly filled. At the limiter's "
+        f"pace ({RATE_MARGIN:g} / 3 s apart), after a first answer, that is "
+        f"{duration(seconds)}, {seconds / ceiling:.2f} of the ceiling from the first record."
     )
 
 

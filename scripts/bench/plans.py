@@ -175,3 +175,28 @@ def floors(
 def limit_seconds(dataset: Dataset, *, per_page: int = PAGE_SIZE, lead_days: int = 0) -> float:
     """The busier endpoint's floor at the API's rate: no export can be faster."""
     return max(floors(dataset, per_page=per_page, lead_days=lead_days).values()) / API_RATE
+
+
+def windowed_requests(
+    records: int, *, per_page: int, pages: int, clump: float = 1.0
+) -> tuple[float, int]:
+    """The fewest requests a plan of windows expected to hold at most ``pages`` pages
+    could make for ``records``, had it known each window's expected count exactly, and
+    the count each window should then be aimed at. Records come in clumps of ``clump``
+    (a conversation's messages), the clumps in a window as random as Poisson's (real
+    traffic varies more): a window's last page is partly filled, and one that holds a
+    few records over whole pages costs a page more. The floor counts neither."""
+
+    def mean_pages(aim: int) -> float:
+        # E[max(1, ceil(round(clump * K) / per_page))], K ~ Poisson(aim / clump), summed
+        # where it weighs.
+        mean = aim / clump
+        spread = 10 * math.isqrt(math.ceil(mean)) + 10
+        total = 0.0
+        for k in range(max(0, math.floor(mean) - spread), math.ceil(mean) + spread):
+            weight = math.exp(k * math.log(mean) - mean - math.lgamma(k + 1))
+            total += weight * max(1, math.ceil(round(clump * k) / per_page))
+        return total
+
+    best = min(range(per_page // 2, pages * per_page + 1), key=lambda a: mean_pages(a) / a)
+    return records * mean_pages(best) / best, best
