@@ -161,6 +161,10 @@ class WindowSource:
         with self._lock:
             return self.planners[bot].records_begin(window, sample)
 
+    def may_begin_in(self, bot: str, window: Window) -> bool:
+        with self._lock:
+            return self.planners[bot].may_begin_in(window)
+
     def may_hold_first_record(self, job: WindowJob) -> bool:
         with self._lock:
             return self.planners[job.bot].may_hold_first_record(job.window)
@@ -510,6 +514,7 @@ class WindowFetcher:
                 sample,
                 per_page=max(first.count, 1),
                 prior_records=self.source.expected_records(query.bot_name, window),
+                records_may_begin=self.source.may_begin_in(query.bot_name, window),
             )
             if isinstance(pieces, Scout):
                 self.source.note_scout(query.bot_name, pieces)

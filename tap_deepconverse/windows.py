@@ -161,6 +161,7 @@ class WindowPlanner:
         self.reported = False
         self.dense_seen = False  # a window held more than a page (the lead-in is over)
         self.started_over: Window | None = None  # the lead-in window they started over in
+        self.newest_first = False  # ... whose first page was served newest first
         self.restarted_at: int | None = None  # ... and where they started over
         # ... and the earliest time its window's first page held: a window's length counts
         # from there (the range before it holds no more than the sample missed).
@@ -284,6 +285,7 @@ class WindowPlanner:
             if begin >= window.end:
                 return None
             self.length = self.proven = self.longest
+            self.newest_first = True
         else:
             begin = window.start
             self.length = min(self.first_length, self.longest)
@@ -294,6 +296,14 @@ class WindowPlanner:
         self.started_over = window
         self.next_start = self.restarted_at = begin
         return begin
+
+    def may_begin_in(self, window: Window) -> bool:
+        """True when the bot's records may begin inside ``window`` where the lead-in showed
+        them served newest first: its first page then shows where they end, not where they
+        begin."""
+        return (
+            self.newest_first and self.before_first_records and self.may_hold_first_record(window)
+        )
 
     def _before_restart(self, window: Window) -> bool:
         """True for a window of the lead-in, before where the windows started over."""
@@ -489,6 +499,7 @@ def dense_pieces(
     *,
     per_page: int,
     prior_records: float | None,
+    records_may_begin: bool = False,
 ) -> list[Window] | Scout | None:
     """The pieces to fetch in parallel instead of a window whose first page (``sample``: its
     records' times in the order served, Unix seconds) came with a cursor; None when the
@@ -534,6 +545,12 @@ def dense_pieces(
         return None
     if ascending:
         cuts = _even_cuts(max(first_time, window.start), window.end, _piece_count(pages))
+    elif descending and records_may_begin:
+        # Served newest first, where the records begin (``records_may_begin``) is not known:
+        # pieces double in length back from the newest, so that an empty range before them
+        # costs a few pieces, not one per piece's length.
+        newest = min(last_time + 1, window.end)
+        cuts = _doubling_cuts(window.start, newest, (newest - window.start) // _piece_count(pages))
     elif descending:
         cuts = _even_cuts(window.start, min(last_time + 1, window.end), _piece_count(pages))
     else:
@@ -622,6 +639,20 @@ def _quantile_cuts(ordered: Sequence[int], pages: float) -> list[int]:
 
 def _even_cuts(start: int, end: int, count: int) -> list[int]:
     return [start + (end - start) * i // count for i in range(1, count)]
+
+
+def _doubling_cuts(start: int, end: int, first: int) -> list[int]:
+    """Cut points back from ``end`` to ``start``: a piece ``first`` seconds long, then each
+    twice as long as the one after it; the oldest takes what is left (at least as long as
+    the one after it, so no sliver is asked on its own)."""
+    cuts: list[int] = []
+    length = max(first, 1)
+    edge = end
+    while edge - length - start >= length:
+        edge -= length
+        cuts.append(edge)
+        length *= 2
+    return cuts
 
 
 def _even(window: Window, count: int) -> list[Window]:

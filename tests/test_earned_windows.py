@@ -33,8 +33,11 @@ def lead_in_windows(order: str) -> int:
     (and a check, should one be made); the rest of the empty range is in the window where
     the records begin, asked again from its start as a run's first window. Served newest
     first, a page does not show where the records begin: the empty range is walked in
-    windows of max_window_days, as it always was."""
-    return 3 if order != "desc" else 3 + -(-(START - YEARS_BEFORE) // (31 * DAY))
+    windows of max_window_days, and the one where they begin is cut in pieces that double
+    in length back from its newest records, of which a few may be empty (at most one per
+    doubling from a 64th of it)."""
+    walk = -(-(START - YEARS_BEFORE) // (31 * DAY))
+    return 3 if order != "desc" else 3 + walk + 6
 
 
 def export_busy_bot(
@@ -90,6 +93,18 @@ def test_a_dense_window_is_never_paged_alone(tap: TapRunner, order: str) -> None
     floor = -(-dataset.count("messages") // 25) + lead_in_windows(order)
     assert len(messages) <= 2 * floor, (len(messages), floor)
     assert "API readings: cursor: 'cursor' followed" in run.stderr
+
+
+@pytest.mark.parametrize("days", [8, 20])
+def test_newest_first_the_empty_range_costs_its_walk_wherever_the_records_begin(
+    tap: TapRunner, days: int
+) -> None:
+    # Served newest first, the window of max_window_days where the records begin may start
+    # up to 30 days before them: that empty part costs a few pieces, not one per piece.
+    _, _, sim = export_busy_bot(tap, "desc", seed=3, start_date=YEARS_BEFORE - days * DAY)
+    for endpoint in STREAMS:
+        walk = -(-(START - YEARS_BEFORE + days * DAY) // (31 * DAY))
+        assert windows_before_the_data(sim, endpoint) <= 3 + walk + 6, endpoint
 
 
 @pytest.mark.parametrize("order", ["random", "asc", "desc"])

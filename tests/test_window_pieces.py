@@ -333,6 +333,30 @@ def test_the_density_of_a_piece_is_that_of_its_neighbours() -> None:
     assert near * DAY == pytest.approx(1_100)
 
 
+def test_newest_first_where_the_records_may_begin_pieces_double_back_from_the_newest() -> None:
+    # A month whose first page holds its newest hour of records, served newest first: by
+    # that page the month holds 24 * 31 pages. Where the records may begin inside it (a
+    # lead-in's window), pieces double in length back from the newest record, so that an
+    # empty start costs a few of them; elsewhere they are even.
+    window = Window(0, 31 * DAY)
+    sample = [window.end - 1 - i * 36 for i in range(100)]
+    even = dense_pieces(window, sample, per_page=100, prior_records=None)
+    assert isinstance(even, list) and tiles(window, even)
+    assert len(even) == MAX_PIECES
+    doubling = dense_pieces(
+        window, sample, per_page=100, prior_records=None, records_may_begin=True
+    )
+    assert isinstance(doubling, list) and tiles(window, doubling)
+    first = even[-1].length
+    assert doubling[-1].length == pytest.approx(first, abs=2)
+    lengths = [piece.length for piece in reversed(doubling)]
+    for shorter, longer in itertools.pairwise(lengths[:-1]):
+        assert longer == 2 * shorter
+    # The oldest takes what is left: 64 even pieces are 1 + 2 + 4 + 8 + 16, then 33.
+    assert lengths[-2] <= lengths[-1] < 3 * lengths[-2]
+    assert len(doubling) == 6
+
+
 def test_an_empty_lead_in_does_not_dilute_the_density_of_the_first_records() -> None:
     planner = WindowPlanner(0, 500 * DAY, first_length=31 * DAY, longest=31 * DAY)
     for _ in range(12):
