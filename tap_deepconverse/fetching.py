@@ -11,6 +11,10 @@ A window's first answer decides how it is fetched:
 - **Dense before the bot's first record** (every window of the bot so far came back empty):
   the bot's windows start over from its start, sized as from its first record, counted
   from the earliest time its first page shows (:meth:`WindowPlanner.records_begin`).
+- **Empty, the bot's first** (a ``start_date`` before its first record): once a run per
+  endpoint, a look at the rest of the bot's range (:meth:`WindowFetcher.look_ahead`) may
+  show long windows complete and where the records begin, so that the windows start over
+  there at once (:meth:`WindowPlanner.records_ahead`).
 - **Full with no cursor to follow**: the cursor may be under a key the tap does not know,
   so the window is replaced by its halves, recursively, until each fits a page. A page is
   full when it holds ``page_size`` records, or as many as the largest page the API has
@@ -161,6 +165,10 @@ class WindowSource:
         with self._lock:
             return self.planners[bot].records_begin(window, sample)
 
+    def records_ahead(self, job: WindowJob, sample: Sequence[int]) -> None:
+        with self._lock:
+            self.planners[job.bot].records_ahead(job.window, sample)
+
     def may_begin_in(self, bot: str, window: Window) -> bool:
         with self._lock:
             return self.planners[bot].may_begin_in(window)
@@ -168,6 +176,15 @@ class WindowSource:
     def may_hold_first_record(self, job: WindowJob) -> bool:
         with self._lock:
             return self.planners[job.bot].may_hold_first_record(job.window)
+
+    def rest_of_lead_in(self, job: WindowJob) -> Window | None:
+        """The rest of the bot's range after ``job``'s window, while every window of the bot
+        has come back empty (a lead-in); else None."""
+        with self._lock:
+            planner = self.planners[job.bot]
+            if not planner.before_first_records or job.window.end >= planner.stop:
+                return None
+            return Window(job.window.end, planner.stop)
 
     def observe(
         self, job: WindowJob, records: int, target: float, first_record: int | None = None
@@ -324,6 +341,8 @@ class WindowFetcher:
                     # Nothing placed a cut this far in (records at one second, or the end
                     # reached): the chain goes on, and its times need not grow with it.
                     served = None
+        if not records and job.planned:
+            self.look_ahead(job)
         if reach is not None:
             split = self.check_tail(job, reach, one_page=number <= 1)
             if split is not None:
@@ -580,6 +599,33 @@ class WindowFetcher:
         rest = Window(window.start + cut, window.end)
         return WindowSplit(self.pieces(job, pieces_within(rest, cut)), done_until=rest.start)
 
+    def look_ahead(self, job: WindowJob) -> None:
+        """A bot's first window came back empty (a start_date before its first record): one
+        probe, the first page of the rest of its range, may show windows that long complete
+        for the run, so that the lead-in's next window reaches as far at once, not 8 times
+        further than this one (then a check). Its records, more than a page of them, show
+        where the bot's records begin, and its windows start over from there at once (see
+        :meth:`WindowPlanner.records_ahead`). Made once a run per endpoint: a probe that
+        finds nothing (a bot with no records, or an API that cuts long windows) leaves the
+        lead-in to grow step by step, as it otherwise does."""
+        rest = self.source.rest_of_lead_in(job)
+        if rest is None or self.readings.longest(self.stream_name) is not None:
+            return
+        if self.readings.complete_length(self.stream_name) >= rest.length:
+            return  # the lead-in's next window reaches as far: nothing to gain
+        if not self.readings.first_time(f"look-ahead:{self.stream_name}"):
+            return
+        # From the empty window's start: a record near the range's end then shows the whole
+        # rest complete, not all but its last hours.
+        probe = Window(job.window.start, rest.end)
+        first = self.probe_page(job.bot, probe)
+        if first is None:
+            return
+        keys = self.page_keys(first)
+        self.probe_reach_of(probe, keys, job.window, AnswerReach(self.record_time))
+        if first.cursor is not None:
+            self.source.records_ahead(job, self.times_of(keys))
+
     def prove_length(self, job: WindowJob, reach: AnswerReach) -> None:
         """One request that may show windows as long as ``job``'s answered completely for
         the run, so that the windows of that length checked after it need no check: the
@@ -637,15 +683,29 @@ class WindowFetcher:
     def probe_records(self, bot: str, probe: Window, tail: Window, reach: AnswerReach) -> int:
         """The first page of ``probe``: what it shows complete is noted; the records it
         holds wholly inside ``tail`` that the window's answer lacks are counted."""
-        try:  # its first page only: the cursor is not followed
-            first = next(self.client.pages(self.queries.of(bot, probe)[0]))
+        first = self.probe_page(bot, probe)
+        if first is None:
+            return 0  # a range too long for the API proves nothing; the check goes on without
+        return self.probe_reach_of(probe, self.page_keys(first), tail, reach)
+
+    def probe_page(self, bot: str, probe: Window) -> Page | None:
+        """The first page of ``probe`` (the cursor is not followed); None when the API
+        rejects so long a range."""
+        try:
+            return next(self.client.pages(self.queries.of(bot, probe)[0]))
         except RequestRejectedError as exc:
             if exc.status != HTTPStatus.BAD_REQUEST:
                 raise
-            return 0  # a range too long for the API proves nothing; the check goes on without
+            return None
+
+    def probe_reach_of(
+        self, probe: Window, keys: list[dict[str, object]], tail: Window, reach: AnswerReach
+    ) -> int:
+        """What a probe's first page (its records' ``keys``) shows complete is noted; returns
+        how many of its records lie wholly inside ``tail`` and are not in ``reach``."""
         latest: int | None = None
         missing = 0
-        for key in self.page_keys(first):
+        for key in keys:
             times = self.record_times(key)
             if not times:
                 continue

@@ -305,6 +305,32 @@ class WindowPlanner:
             self.newest_first and self.before_first_records and self.may_hold_first_record(window)
         )
 
+    def records_ahead(self, window: Window, sample: Sequence[int]) -> None:
+        """``window``, the lead-in's first, came back empty, and a probe of the rest of the
+        range found more than a page (``sample``: its first page's times in the order
+        served): the windows start over after ``window`` as from the bot's first record,
+        as :meth:`records_begin` does for a window of the lead-in that holds them, without
+        asking the rest as a window first. Served newest first, the page tells nothing of
+        where the records begin, and the lead-in goes on."""
+        if not (
+            self.before_first_records
+            and not self.dense_seen
+            and self.in_flight == 1
+            and window.end == self.next_start
+        ):
+            return
+        served = [t for t in sample if window.end <= t < self.stop]
+        inside = sorted(served)
+        if len(inside) < 2 or (inside[0] < inside[-1] and served == inside[::-1]):
+            return
+        self.dense_seen = True
+        self.length = min(self.first_length, self.longest)
+        self.records_from = inside[0]
+        self.proven = 0
+        self.reported = False
+        self._observed.clear()
+        self.restarted_at = window.end
+
     def _before_restart(self, window: Window) -> bool:
         """True for a window of the lead-in, before where the windows started over."""
         return self.restarted_at is not None and window.start < self.restarted_at
