@@ -29,15 +29,15 @@ def pages_in_a_row(sim: Simulator, endpoint: str) -> int:
 
 
 def lead_in_windows(order: str) -> int:
-    """Windows that end before the first record, from ``YEARS_BEFORE``: a day and 8 days
-    (and a check, should one be made); the rest of the empty range is in the window where
-    the records begin, asked again from its start as a run's first window. Served newest
-    first, a page does not show where the records begin: the empty range is walked in
-    windows of max_window_days, and the one where they begin is cut in pieces that double
-    in length back from its newest records, of which a few may be empty (at most one per
-    doubling from a 64th of it)."""
+    """Windows that end before the first record, from ``YEARS_BEFORE``: the first (a day).
+    One look at the rest of the range shows where the records begin, and the windows start
+    over from there, the rest of the empty range in the first of them. Served newest first,
+    a page does not show where the records begin: the empty range is walked in windows of
+    max_window_days, and the one where they begin is cut in pieces that double in length
+    back from its newest records, of which a few may be empty (at most one per doubling
+    from a 64th of it)."""
     walk = -(-(START - YEARS_BEFORE) // (31 * DAY))
-    return 3 if order != "desc" else 3 + walk + 6
+    return 1 if order != "desc" else 3 + walk + 6
 
 
 def export_busy_bot(
@@ -205,8 +205,9 @@ def test_a_quiet_bots_light_rest_is_one_window(
     assert_complete_and_exact(run, dataset)
     quiet = sum(windows[endpoint, bot] for endpoint in STREAMS for bot in ("quiet", "hush"))
     if cut is None:
-        # Per quiet bot and stream: the first day (and 8 days if it was empty), the rest,
-        # and a check of the rest's end (a length not yet shown complete); 9 windows before.
+        # Per quiet bot and stream: the first day (and, if it was empty, 8 days or a look at
+        # the rest), the rest, and a check of the rest's end (a length not yet shown
+        # complete); 9 windows before.
         assert quiet <= 4 * 2 * len(STREAMS) + len(STREAMS), windows
     else:
         assert "only in part" in run.stderr
@@ -374,8 +375,8 @@ def test_an_empty_lead_in_is_proven_complete_by_a_request_or_two(
             for r in sim.requests
             if r.endpoint in STREAMS and "cursor" not in r.params
         )
-    # Per bot and stream: a day, 8 days, then windows of 31 days over the 387 days; the
-    # checks add a request or two to the whole run.
+    # Per bot and stream: a day, 8 days (or a look at the rest), then windows of 31 days
+    # over the 387 days; the checks add a request or two to the whole run.
     lead_in = 2 + -(-(387 - 9) // 31)
     assert sum(windows.values()) <= 2 * len(dataset.bots) * lead_in + 2, windows
 
