@@ -306,7 +306,7 @@ class WindowPlanner:
         )
 
     def records_ahead(self, window: Window, sample: Sequence[int]) -> None:
-        """``window``, the lead-in's first, came back empty, and a probe of the rest of the
+        """``window``, the lead-in's last, came back empty, and a probe of the rest of the
         range found more than a page (``sample``: its first page's times in the order
         served): the windows start over after ``window`` as from the bot's first record,
         as :meth:`records_begin` does for a window of the lead-in that holds them, without
