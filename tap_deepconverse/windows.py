@@ -298,12 +298,10 @@ class WindowPlanner:
         return begin
 
     def may_begin_in(self, window: Window) -> bool:
-        """True when the bot's records may begin inside ``window`` where the lead-in showed
-        them served newest first: its first page then shows where they end, not where they
-        begin."""
-        return (
-            self.newest_first and self.before_first_records and self.may_hold_first_record(window)
-        )
+        """True when the bot's records may begin inside ``window`` (it starts before the
+        earliest record reported yet) where the lead-in showed them served newest first:
+        its first page then shows where they end, not where they begin."""
+        return self.newest_first and self.may_hold_first_record(window)
 
     def records_ahead(self, window: Window, sample: Sequence[int]) -> None:
         """``window``, the lead-in's last, came back empty, and a probe of the rest of the

@@ -31,13 +31,19 @@ def pages_in_a_row(sim: Simulator, endpoint: str) -> int:
 def lead_in_windows(order: str) -> int:
     """Windows that end before the first record, from ``YEARS_BEFORE``: the first (a day).
     One look at the rest of the range shows where the records begin, and the windows start
-    over from there, the rest of the empty range in the first of them. Served newest first,
-    a page does not show where the records begin: the empty range is walked in windows of
-    max_window_days, and the one where they begin is cut in pieces that double in length
-    back from its newest records, of which a few may be empty (at most one per doubling
-    from a 64th of it)."""
-    walk = -(-(START - YEARS_BEFORE) // (31 * DAY))
-    return 1 if order != "desc" else 3 + walk + 6
+    over from there, the rest of the empty range in the first of them."""
+    return 1 if order != "desc" else newest_first_lead_in(YEARS_BEFORE)
+
+
+def newest_first_lead_in(start_date: int) -> int:
+    """Windows that end before the first record, served newest first from ``start_date``:
+    a page does not show where the records begin, so the empty range is walked in windows
+    of max_window_days (after a day, the look and the part before the walk), and the one
+    where they begin is cut in pieces that double in length back from its newest records.
+    A few of those may be empty: at most one per doubling from a 64th of it (6), in that
+    window and again in its piece where the records begin, cut the same way."""
+    walk = -(-(START - start_date) // (31 * DAY))
+    return 3 + walk + 2 * 6
 
 
 def export_busy_bot(
@@ -101,10 +107,10 @@ def test_newest_first_the_empty_range_costs_its_walk_wherever_the_records_begin(
 ) -> None:
     # Served newest first, the window of max_window_days where the records begin may start
     # up to 30 days before them: that empty part costs a few pieces, not one per piece.
-    _, _, sim = export_busy_bot(tap, "desc", seed=3, start_date=YEARS_BEFORE - days * DAY)
+    start_date = YEARS_BEFORE - days * DAY
+    _, _, sim = export_busy_bot(tap, "desc", seed=3, start_date=start_date)
     for endpoint in STREAMS:
-        walk = -(-(START - YEARS_BEFORE + days * DAY) // (31 * DAY))
-        assert windows_before_the_data(sim, endpoint) <= 3 + walk + 6, endpoint
+        assert windows_before_the_data(sim, endpoint) <= newest_first_lead_in(start_date), endpoint
 
 
 @pytest.mark.parametrize("order", ["random", "asc", "desc"])
