@@ -280,19 +280,15 @@ class WindowPlanner:
         if len(inside) < 2:
             return None
         self.dense_seen = True  # the lead-in is over: no window after this one is as long
-        if inside[0] < inside[-1] and served == inside[::-1]:
-            begin = window.start + self.longest
-            if begin >= window.end:
-                return None
-            self.length = self.proven = self.longest
-            self.newest_first = True
-        else:
-            begin = window.start
-            self.length = min(self.first_length, self.longest)
-            self.records_from = inside[0]
-            self.proven = 0
-            self.reported = False
-            self._observed.clear()
+        if not _newest_first(served, inside):
+            self.started_over = window
+            self._start_over(window.start, inside[0])
+            return window.start
+        begin = window.start + self.longest
+        if begin >= window.end:
+            return None
+        self.length = self.proven = self.longest
+        self.newest_first = True
         self.started_over = window
         self.next_start = self.restarted_at = begin
         return begin
@@ -319,15 +315,21 @@ class WindowPlanner:
             return
         served = [t for t in sample if window.end <= t < self.stop]
         inside = sorted(served)
-        if len(inside) < 2 or (inside[0] < inside[-1] and served == inside[::-1]):
+        if len(inside) < 2 or _newest_first(served, inside):
             return
         self.dense_seen = True
+        self._start_over(window.end, inside[0])
+
+    def _start_over(self, begin: int, records_from: int) -> None:
+        """The windows start over at ``begin`` as from the bot's first record, sized as
+        they report, their lengths counted from ``records_from`` (the earliest time a page
+        showed)."""
         self.length = min(self.first_length, self.longest)
-        self.records_from = inside[0]
+        self.records_from = records_from
         self.proven = 0
         self.reported = False
         self._observed.clear()
-        self.restarted_at = window.end
+        self.next_start = self.restarted_at = begin
 
     def _before_restart(self, window: Window) -> bool:
         """True for a window of the lead-in, before where the windows started over."""
@@ -547,7 +549,7 @@ def dense_pieces(
     first_time, last_time = inside[0], inside[-1]
     # Records all at one second show no order.
     ascending = first_time < last_time and served == inside
-    descending = first_time < last_time and served == inside[::-1]
+    descending = _newest_first(served, inside)
     # A prior of less than half a page is belied by the cursor: it is stale.
     prior = prior_records if prior_records is not None and prior_records >= per_page / 2 else None
     if (ascending or descending) and prior is not None:
@@ -663,6 +665,12 @@ def _quantile_cuts(ordered: Sequence[int], pages: float) -> list[int]:
 
 def _even_cuts(start: int, end: int, count: int) -> list[int]:
     return [start + (end - start) * i // count for i in range(1, count)]
+
+
+def _newest_first(served: Sequence[int], inside: Sequence[int]) -> bool:
+    """True when times as ``served`` (``inside``: the same, sorted) come newest first;
+    times all at one second show no order."""
+    return inside[0] < inside[-1] and list(served) == list(inside[::-1])
 
 
 def _doubling_cuts(start: int, end: int, first: int) -> list[int]:
