@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from tap_deepconverse.client import RATE_MARGIN
 from tap_deepconverse.simulator import Dataset, Simulator, SimulatorOptions
 
@@ -29,6 +31,7 @@ def both_endpoints_at_once(
         "A full run, then a run of the messages stream alone (the busier endpoint)."
     )
     rows: list[list[str]] = []
+    lone_starts: dict[str, str] = {}  # the new code's conversations: the best a lone start allows
     options = SimulatorOptions(rate_limit=API_RATE, latency=latency)
     for start, lead in LEADS.items():
         found: dict[str, list[str]] = {}
@@ -44,13 +47,19 @@ def both_endpoints_at_once(
                     alone, dataset, f"{shape.title}, messages alone", streams=("messages",)
                 )
                 rates = [rate_text(full.per_second[e]) for e in ENDPOINTS]
+                starts = [start_text(full.arrivals[e], latency) for e in ENDPOINTS]
                 # The same rate for the requests the run made: its pace, apart from its count.
                 paced = max(full.requests.values()) / API_RATE
+                if code.label == "new":
+                    count = full.requests["conversations"]
+                    best = best_rate(count, alone_for=latency, alone=1)
+                    lone_starts[start] = f"{count} requests {start}: {best:.2f}"
                 found[code.label] = [
                     start, code.label, duration(full.seconds), duration(ceiling),
                     f"{full.seconds / ceiling:.2f}", f"{full.seconds / paced:.2f}",
                     duration(alone.seconds),
-                    f"{alone.seconds / full.seconds:.2f}", *rates, per_endpoint(full.requests),
+                    f"{alone.seconds / full.seconds:.2f}", *rates, " / ".join(starts),
+                    per_endpoint(full.requests),
                     chains_text(full.pages_in_a_row),
                     str(full.throttled + alone.throttled),
                     f"{full.exit_code} / {alone.exit_code}", f"{full_ok}; {alone_ok}",
@@ -59,7 +68,8 @@ def both_endpoints_at_once(
     table(
         ["start_date", "code", "full run", "ceiling", "full / ceiling",
          "full / its own requests at 3/s", "messages alone",
-         "messages alone / full", "conversations req/s", "messages req/s", "requests (full)",
+         "messages alone / full", "conversations req/s", "messages req/s",
+         "one at a time until; best rate after (conversations / messages)", "requests (full)",
          "pages in a row (full): most; queries over 4",
          "HTTP 429", "exit", "records / dataset"],
         rows,
@@ -72,7 +82,42 @@ def both_endpoints_at_once(
         "first to its last request); no query paged for more than about 4 pages one after "
         "the other."
     )
+    print(
+        "'One at a time until': the seconds from an endpoint's first request to the first "
+        "one sent while another was in flight (before it, each request waited for the "
+        "answer before it); 'best rate after': the mean rate its requests could reach "
+        "with that start, the rest sent at the limiter's pace. Nothing is known of a bot's "
+        f"records before a first answer: with one request alone for {latency:g} s and the "
+        "rest at that pace, the new code's conversations reach at most (of 3 requests/s): "
+        + "; ".join(lone_starts.values())
+        + "."
+    )
     print_best_pace(dataset, latency)
+
+
+def best_rate(requests: int, *, alone_for: float, alone: int) -> float:
+    """The best mean rate, as a share of the API's, of ``requests`` requests: the first
+    ``alone`` after the first each waited for the answer to the one before (``alone_for``
+    seconds from the first request to the last of them), the rest came at the limiter's
+    pace. From the first request to the last, as the simulator measures it."""
+    if requests < 2:
+        return 0.0
+    span = alone_for + max(requests - alone - 1, 0) * RATE_MARGIN / API_RATE
+    return (requests - 1) / span / API_RATE
+
+
+def start_text(arrivals: list[float], latency: float) -> str:
+    """How long an endpoint's requests came one at a time, each after the answer to the one
+    before (about ``latency`` apart), and the best rate its count allowed after that."""
+    pace = RATE_MARGIN / API_RATE
+    if len(arrivals) < 2 or latency < 2 * pace:
+        return "-"  # answers come about as fast as the pace: one at a time costs little
+    gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
+    # The first request sent well before the answer to the one before it.
+    alone = next((i for i, gap in enumerate(gaps) if gap < latency - pace), len(gaps))
+    alone_for = arrivals[alone] - arrivals[0]
+    best = best_rate(len(arrivals), alone_for=alone_for, alone=alone)
+    return f"{alone_for:.1f} s; {best:.2f}"
 
 
 def print_best_pace(dataset: Dataset, latency: float) -> None:

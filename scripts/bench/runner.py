@@ -48,6 +48,7 @@ class TapRun:
     statuses: dict[str, int] = field(default_factory=dict)
     pages_in_a_row: dict[str, dict[str, int]] = field(default_factory=dict)
     by_bot: Counter[tuple[str, str]] = field(default_factory=Counter)
+    arrivals: dict[str, list[float]] = field(default_factory=dict)  # per endpoint, in order
     record_ids: dict[str, set[str]] = field(default_factory=dict)
 
     @property
@@ -137,6 +138,10 @@ class Bench:
         run.per_second = dict(stats["mean_per_second"])
         run.statuses = dict(stats["statuses"])
         run.pages_in_a_row = dict(stats["pages_in_a_row"])
+        run.arrivals = {
+            endpoint: [entry.arrived for entry in sim.requests if entry.endpoint == endpoint]
+            for endpoint in ENDPOINTS
+        }
         run.by_bot = Counter(
             (entry.params.get("bot_name", ""), entry.endpoint)
             for entry in sim.requests
