@@ -2,8 +2,9 @@
 
 - at 1 s latency, one bot with 3,000 conversations and about 15,000 messages, page_size 100,
   from the first record and from a year before: the full run against its ceiling, against a
-  run of the messages stream alone (a catalog that selects only it), and each endpoint's
-  requests per second in the full run;
+  run of the messages stream alone (a catalog that selects only it), each endpoint's
+  requests per second in the full run, and how long its requests went one at a time with
+  the best rate that start allowed;
 - at 1 s latency, an export of 240,000 records of the usual size with the tap's default
   settings: each endpoint's requests per second over a run long enough for its start and
   end to weigh little.

@@ -3,9 +3,9 @@
 ``Bench`` runs one tap process to its end against a simulator and returns a ``TapRun``: exit
 code, wall and CPU time, peak RSS (VmHWM from /proc, watched while it runs), the RECORD lines
 per stream and their ids, its last STATE, and what the simulator saw of it (requests per
-endpoint and per bot, each endpoint's mean rate, HTTP statuses). It keeps every problem seen:
-an exported count that differs from the dataset's, or a tap that exits non-zero, is printed as
-a PROBLEM and makes the benchmark exit 1 after the tables.
+endpoint and per bot, when each arrived, each endpoint's mean rate, HTTP statuses). It keeps
+every problem seen: an exported count that differs from the dataset's, or a tap that exits
+non-zero, is printed as a PROBLEM and makes the benchmark exit 1 after the tables.
 """
 
 from __future__ import annotations
