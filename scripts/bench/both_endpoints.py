@@ -22,6 +22,9 @@ from .report import CHAIN_GOAL, chains_text, describe, duration, per_endpoint, r
 from .runner import Bench
 from .versions import Code, in_order, new_first
 
+# Seconds between requests at the limiter's pace.
+PACE_SECONDS = RATE_MARGIN / API_RATE
+
 
 def both_endpoints_at_once(
     bench: Bench, codes: list[Code], shape: Shape, dataset: Dataset, latency: float
@@ -103,19 +106,18 @@ def best_rate(requests: int, *, alone_for: float, alone: int) -> float:
     pace. From the first request to the last, as the simulator measures it."""
     if requests < 2:
         return 0.0
-    span = alone_for + max(requests - alone - 1, 0) * RATE_MARGIN / API_RATE
+    span = alone_for + max(requests - alone - 1, 0) * PACE_SECONDS
     return (requests - 1) / span / API_RATE
 
 
 def start_text(arrivals: list[float], latency: float) -> str:
     """How long an endpoint's requests came one at a time, each after the answer to the one
     before (about ``latency`` apart), and the best rate its count allowed after that."""
-    pace = RATE_MARGIN / API_RATE
-    if len(arrivals) < 2 or latency < 2 * pace:
+    if len(arrivals) < 2 or latency < 2 * PACE_SECONDS:
         return "-"  # answers come about as fast as the pace: one at a time costs little
     gaps = [later - earlier for earlier, later in itertools.pairwise(arrivals)]
     # The first request sent well before the answer to the one before it.
-    alone = next((i for i, gap in enumerate(gaps) if gap < latency - pace), len(gaps))
+    alone = next((i for i, gap in enumerate(gaps) if gap < latency - PACE_SECONDS), len(gaps))
     alone_for = arrivals[alone] - arrivals[0]
     best = best_rate(len(arrivals), alone_for=alone_for, alone=alone)
     return f"{alone_for:.1f} s; {best:.2f}"
@@ -127,7 +129,7 @@ def print_best_pace(dataset: Dataset, latency: float) -> None:
     records = dataset.count("messages")
     clump = records / dataset.count("conversations")
     requests, aim = windowed_requests(records, per_page=100, pages=CHAIN_GOAL, clump=clump)
-    seconds = latency + requests * RATE_MARGIN / API_RATE
+    seconds = latency + requests * PACE_SECONDS
     ceiling = limit_seconds(dataset, per_page=100)
     print(
         f"\nThe ceiling counts full pages only. Had a plan known each window's expected "
